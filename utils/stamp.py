@@ -45,7 +45,7 @@ def main():
     parser.add_argument("--wav-scp", action="append", default=[])
     parser.add_argument("--text", action="append", default=[])
     parser.add_argument("inputs", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     stamp_path = os.path.join(args.out_dir, ".done")
     current = digest(args.inputs, args.wav_scp, args.text)
     if args.action == "check":

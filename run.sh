@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# voiceswap recipe: corpus -> Kaldi data dirs -> features -> normalised features.
+# Every stage can be run on its own: ./run.sh --stage 2 --stop-stage 3
+set -euo pipefail
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+
+# General options.
+stage=0                 # first stage to run
+stop_stage=3            # last stage to run
+corpus=synth            # corpus to prepare
+nj=2                    # parallel jobs of the data stages
+tag=""                  # experiment tag for exp/<tag> (used by the model stages, 4 and up)
+force=false             # redo stages whose outputs are up to date
+db_dir=""               # where the corpus lives (default: db/<corpus>)
+data_dir=data           # Kaldi data dirs
+dump_dir=dump           # features, statistics, normalised features
+exp_dir=exp             # experiments
+feats="logmel80 mfcc39" # feature configs (conf/feats/<name>.yaml) extracted in stage 2
+train_set=train
+dev_set=dev
+eval_set=eval
+
+# Options of the synth corpus.
+synth_speakers="slt rms awb kal ked esf2 esm7 sltw" # voices (see local/synth/synthesize.py)
+num_sentences=100       # sentences spoken by every voice
+num_dev_sentences=10    # of which held out for dev
+num_eval_sentences=10   # of which held out for eval
+num_pair_sentences=5    # eval sentences used for conversion pairs (every ordered speaker pair)
+corpus_seed=777         # seed of the sentence selection
+
+valid_corpora="synth"
+
+help_message=$(cat << EOF
+Usage: $0 [options]
+Stages:
+  0: get the corpus (synth: synthesise it offline)          -> \${db_dir}
+  1: Kaldi data prep + validation                           -> \${data_dir}/{train,dev,eval}
+  2: features (log-mel, MFCC-39) in \${nj} jobs               -> \${dump_dir}/raw/<feat>/<set>
+  3: global/per-speaker statistics + normalisation          -> \${dump_dir}/stats, \${dump_dir}/norm
+Options:
+  --stage               # first stage (default="${stage}")
+  --stop-stage          # last stage (default="${stop_stage}")
+  --corpus              # one of: ${valid_corpora} (default="${corpus}")
+  --nj                  # parallel jobs (default="${nj}")
+  --tag                 # experiment tag for the model stages (default="${tag}")
+  --force               # redo stages that are up to date (default="${force}")
+  --db-dir              # corpus location (default="db/<corpus>")
+  --data-dir            # data dirs (default="${data_dir}")
+  --dump-dir            # features (default="${dump_dir}")
+  --exp-dir             # experiments (default="${exp_dir}")
+  --feats               # feature configs under conf/feats (default="${feats}")
+  --train-set, --dev-set, --eval-set  # set names (default="${train_set} ${dev_set} ${eval_set}")
+Options of --corpus synth:
+  --synth-speakers      # voices (default="${synth_speakers}")
+  --num-sentences       # sentences per voice (default="${num_sentences}")
+  --num-dev-sentences   # held out for dev (default="${num_dev_sentences}")
+  --num-eval-sentences  # held out for eval (default="${num_eval_sentences}")
+  --num-pair-sentences  # eval sentences in conversion pairs (default="${num_pair_sentences}")
+  --corpus-seed         # sentence selection seed (default="${corpus_seed}")
+EOF
+)
+
+cd "$(dirname "$0")"
+log "$0 $*"
+. utils/parse_options.sh
+
+if [ $# -ne 0 ]; then
+  log "${help_message}"
+  log "Error: unexpected positional arguments: $*"
+  exit 2
+fi
+if ! echo " ${valid_corpora} " | grep -q " ${corpus} "; then
+  log "Error: unknown corpus '${corpus}'; valid corpora: ${valid_corpora}"
+  exit 2
+fi
+[ -n "${db_dir}" ] || db_dir=db/${corpus}
+sets="${train_set} ${dev_set} ${eval_set}"
+
+# A fresh clone needs no manual step: the environment is built on first use.
+if [ ! -f .venv/.voiceswap-setup ]; then
+  log "No environment yet: running utils/setup.sh (first time: a few minutes)"
+  utils/setup.sh
+fi
+. ./path.sh
+. ./cmd.sh
+
+# Data, features and experiments of two corpora must never mix under one data dir.
+check_corpus_of() {
+  local marker=$1/corpus
+  if [ -f "${marker}" ] && [ "$(cat "${marker}")" != "${corpus}" ]; then
+    log "Error: $1 holds corpus '$(cat "${marker}")', not '${corpus}'; use other --data-dir/--dump-dir or remove them"
+    exit 1
+  fi
+}
+check_corpus_of "${data_dir}"
+check_corpus_of "${dump_dir}"
+
+require_file() {
+  # $1: file, $2: the stage that makes it
+  if [ ! -f "$1" ]; then
+    log "Error: $1 is missing: run $2 first (e.g. ./run.sh --stage ${2#stage } --stop-stage ${2#stage })"
+    exit 1
+  fi
+}
+
+
+if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
+  log "Stage 0: get corpus '${corpus}' into ${db_dir}"
+  case "${corpus}" in
+    synth)
+      local/synth/get_corpus.sh --nj "${nj}" --cmd "${train_cmd}" \
+        --num-sentences "${num_sentences}" --seed "${corpus_seed}" \
+        --speakers "${synth_speakers}" "${db_dir}"
+      ;;
+  esac
+fi
+
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+  log "Stage 1: Kaldi data prep ${db_dir} -> ${data_dir}/{${train_set},${dev_set},${eval_set}}"
+  _stamp_dir=${data_dir}/.stamps/prep
+  _prep_opts="${num_dev_sentences} ${num_eval_sentences} ${num_pair_sentences} ${sets}"
+  if ! ${force} && stamp.py check "${_stamp_dir}" --text "${_prep_opts}" "${db_dir}/.complete"; then
+    log "Stage 1: ${data_dir} is up to date with ${db_dir}; skipping (--force true to redo)"
+  else
+    case "${corpus}" in
+      synth)
+        require_file "${db_dir}/.complete" "stage 0"
+        local/synth/data_prep.sh --num-dev-sentences "${num_dev_sentences}" \
+          --num-eval-sentences "${num_eval_sentences}" \
+          --num-pair-sentences "${num_pair_sentences}" "${db_dir}" "${data_dir}"
+        ;;
+    esac
+    for _set in ${sets}; do
+      utils/validate_data_dir.sh --sample-rate 16000 "${data_dir}/${_set}"
+    done
+    echo "${corpus}" > "${data_dir}/corpus"
+    stamp.py write "${_stamp_dir}" --text "${_prep_opts}" "${db_dir}/.complete"
+  fi
+fi
+
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+  log "Stage 2: features (${feats}) -> ${dump_dir}/raw/<feat>/<set>"
+  mkdir -p "${dump_dir}"
+  echo "${corpus}" > "${dump_dir}/corpus"
+  for _feat in ${feats}; do
+    for _set in ${sets}; do
+      require_file "${data_dir}/${_set}/wav.scp" "stage 1"
+      _out=${dump_dir}/raw/${_feat}/${_set}
+      log "Stage 2: ${_feat} of ${_set}; see the progress in ${_out}/log/compute_feats.*.log"
+      utils/make_feats.sh --nj "${nj}" --cmd "${train_cmd}" --force "${force}" \
+        --feats-config "conf/feats/${_feat}.yaml" "${data_dir}/${_set}" "${_out}"
+    done
+  done
+fi
+
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+  log "Stage 3: statistics -> ${dump_dir}/stats, normalised features -> ${dump_dir}/norm"
+  for _feat in ${feats}; do
+    _stats_dir=${dump_dir}/stats/${_feat}
+    _train_raw=${dump_dir}/raw/${_feat}/${train_set}
+    require_file "${_train_raw}/.done" "stage 2"
+    if ! ${force} && stamp.py check "${_stats_dir}" "${_train_raw}/.done"; then
+      log "Stage 3: ${_stats_dir} is up to date; skipping"
+    else
+      ${train_cmd} "${_stats_dir}/log/global_stats.log" \
+        compute_stats.py --global-stats "${_stats_dir}/global_stats.npz" "${_train_raw}/feats.scp"
+      stamp.py write "${_stats_dir}" "${_train_raw}/.done"
+    fi
+    for _set in ${sets}; do
+      _raw=${dump_dir}/raw/${_feat}/${_set}
+      _norm=${dump_dir}/norm/${_feat}/${_set}
+      require_file "${_raw}/.done" "stage 2"
+      if ! ${force} && stamp.py check "${_norm}" "${_raw}/.done" "${_stats_dir}/.done"; then
+        log "Stage 3: ${_norm} is up to date; skipping"
+        continue
+      fi
+      ${train_cmd} "${_stats_dir}/log/spk_stats.${_set}.log" \
+        compute_stats.py --utt2spk "${data_dir}/${_set}/utt2spk" \
+          --spk-stats "${_stats_dir}/${_set}/spk_stats.ark" "${_raw}/feats.scp"
+      ${train_cmd} "${_norm}/log/normalize.log" \
+        normalize_feats.py --stats "${_stats_dir}/global_stats.npz" \
+          "${_raw}/feats.scp" "${_norm}/feats.ark" "${_norm}/feats.scp"
+      cp "${_raw}/utt2num_frames" "${_norm}/utt2num_frames"
+      stamp.py write "${_norm}" "${_raw}/.done" "${_stats_dir}/.done"
+    done
+  done
+fi
+
+log "Successfully finished stages ${stage}-${stop_stage}"
