@@ -32,7 +32,13 @@ num_eval_sentences=10   # of which held out for eval
 num_pair_sentences=5    # eval sentences used for conversion pairs (every ordered speaker pair)
 corpus_seed=777         # seed of the sentence selection
 
-valid_corpora="synth"
+get_corpus_opts=""      # extra options of local/<corpus>/get_corpus.sh (stage 0)
+data_prep_opts=""       # extra options of local/<corpus>/data_prep.sh (stage 1)
+
+# A corpus is a directory local/<corpus>/ with get_corpus.sh (stage 0) and data_prep.sh (stage 1).
+valid_corpora=$(cd "$(dirname "$0")/local" && for d in */; do
+  [ -x "${d}get_corpus.sh" ] && [ -x "${d}data_prep.sh" ] && printf '%s ' "${d%/}"; done)
+valid_corpora=${valid_corpora% }
 
 help_message=$(cat << EOF
 Usage: $0 [options]
@@ -53,6 +59,8 @@ Options:
   --dump-dir            # features (default="${dump_dir}")
   --exp-dir             # experiments (default="${exp_dir}")
   --feats               # feature configs under conf/feats (default="${feats}")
+  --get-corpus-opts     # extra options of local/<corpus>/get_corpus.sh (default="${get_corpus_opts}")
+  --data-prep-opts      # extra options of local/<corpus>/data_prep.sh (default="${data_prep_opts}")
   --train-set, --dev-set, --eval-set  # set names (default="${train_set} ${dev_set} ${eval_set}")
 Options of --corpus synth:
   --synth-speakers      # voices (default="${synth_speakers}")
@@ -110,31 +118,28 @@ require_file() {
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
   log "Stage 0: get corpus '${corpus}' into ${db_dir}"
-  case "${corpus}" in
-    synth)
-      local/synth/get_corpus.sh --nj "${nj}" --cmd "${train_cmd}" \
-        --num-sentences "${num_sentences}" --seed "${corpus_seed}" \
-        --speakers "${synth_speakers}" "${db_dir}"
-      ;;
-  esac
+  _opts="--nj ${nj} --cmd ${train_cmd}"
+  if [ "${corpus}" = synth ]; then
+    _opts+=" --num-sentences ${num_sentences} --seed ${corpus_seed} --speakers '${synth_speakers}'"
+  fi
+  eval "local/${corpus}/get_corpus.sh ${_opts} ${get_corpus_opts} ${db_dir}"
 fi
 
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   log "Stage 1: Kaldi data prep ${db_dir} -> ${data_dir}/{${train_set},${dev_set},${eval_set}}"
   _stamp_dir=${data_dir}/.stamps/prep
-  _prep_opts="${num_dev_sentences} ${num_eval_sentences} ${num_pair_sentences} ${sets}"
+  _prep_opts="${num_dev_sentences} ${num_eval_sentences} ${num_pair_sentences} ${sets} ${data_prep_opts}"
   if ! ${force} && stamp.py check "${_stamp_dir}" --text "${_prep_opts}" "${db_dir}/.complete"; then
     log "Stage 1: ${data_dir} is up to date with ${db_dir}; skipping (--force true to redo)"
   else
-    case "${corpus}" in
-      synth)
-        require_file "${db_dir}/.complete" "stage 0"
-        local/synth/data_prep.sh --num-dev-sentences "${num_dev_sentences}" \
-          --num-eval-sentences "${num_eval_sentences}" \
-          --num-pair-sentences "${num_pair_sentences}" "${db_dir}" "${data_dir}"
-        ;;
-    esac
+    require_file "${db_dir}/.complete" "stage 0"
+    _opts=""
+    if [ "${corpus}" = synth ]; then
+      _opts+=" --num-dev-sentences ${num_dev_sentences} --num-eval-sentences ${num_eval_sentences}"
+      _opts+=" --num-pair-sentences ${num_pair_sentences}"
+    fi
+    eval "local/${corpus}/data_prep.sh ${_opts} ${data_prep_opts} ${db_dir} ${data_dir}"
     for _set in ${sets}; do
       utils/validate_data_dir.sh --sample-rate 16000 "${data_dir}/${_set}"
     done
