@@ -1,0 +1,1 @@
+"""The generic training framework: config overrides, checkpoints, EMA, the family registry, the Trainer."""

@@ -1,0 +1,164 @@
+"""The model-family registry and the ``Family`` interface the Trainer drives.
+
+A family (vqvae, softvc, vaegan, diffusion, hifigan, ...) is a class registered under a name::
+
+    @register_family("toy")
+    class ToyFamily(Family):
+        def build(self, config, num_speakers): return {"model": Net(...)}
+        def optimizers(self, models, config): return {"model": torch.optim.Adam(...)}
+        def train_step(self, batch, step):
+            loss = ...
+            self.optimizer_step(loss, "model")      # zero_grad, backward, clip, step
+            return {"loss": loss.item()}
+        def valid_step(self, batch): return {"loss": ...}
+
+The Trainer owns the loop and knows nothing about any family. It calls :meth:`Family.bind` once,
+which gives the family its (possibly DDP-wrapped) models, its optimisers and an
+:class:`OptimizerStep` helper; a family with several optimisers (GAN: generator + discriminator)
+calls ``self.optimizer_step(loss, name)`` once per optimiser, in the order it wants.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type, TypeVar
+
+import torch
+from torch import nn
+
+Models = Dict[str, nn.Module]
+Optimizers = Dict[str, torch.optim.Optimizer]
+Schedulers = Dict[str, torch.optim.lr_scheduler.LRScheduler]
+
+
+class OptimizerStep:
+    """``zero_grad -> backward -> clip -> step`` for one named optimiser.
+
+    Clipping (``train.grad_clip``, by global L2 norm) covers exactly the parameters that optimiser
+    updates, so a generator's clipping never sees a discriminator's gradients.
+    """
+
+    def __init__(self, optimizers: Optimizers, grad_clip: Optional[float]) -> None:
+        self.optimizers = optimizers
+        self.grad_clip = grad_clip
+
+    def __call__(self, loss: torch.Tensor, optimizer: str, retain_graph: bool = False) -> float:
+        """Update with ``optimizer``'s parameters from ``loss``; returns the gradient norm before clipping."""
+        if optimizer not in self.optimizers:
+            raise LookupError(f"no optimiser named {optimizer!r}; the family made: {', '.join(self.optimizers)}")
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=retain_graph)
+        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        if self.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        else:  # still report the norm: it is the first thing to look at when a run diverges
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params])) if params else torch.zeros(())
+        opt.step()
+        return float(norm)
+
+
+class Family(abc.ABC):
+    """What a model family implements so the generic Trainer can train it.
+
+    Attributes set by :meth:`bind` (before the first step): ``models``, ``optims`` and
+    ``optimizer_step``. ``ema_targets`` names the models that get EMA weights when
+    ``train.ema_decay`` is set (None: all of them; a GAN family lists only its generator).
+    """
+
+    ema_targets: Optional[Sequence[str]] = None
+
+    models: Models
+    optims: Optimizers
+    optimizer_step: OptimizerStep
+
+    @abc.abstractmethod
+    def build(self, config: Mapping[str, Any], num_speakers: int) -> Models:
+        """Create the family's models, by name (a single-model family returns ``{"model": net}``)."""
+
+    @abc.abstractmethod
+    def optimizers(self, models: Models, config: Mapping[str, Any]) -> Optimizers:
+        """Create one optimiser per independently updated part, by name."""
+
+    def schedulers(self, optimizers: Optimizers, config: Mapping[str, Any]) -> Schedulers:
+        """LR schedulers by name, stepped once after every training step. Default: none."""
+        return {}
+
+    def bind(self, models: Models, optimizers: Optimizers, optimizer_step: OptimizerStep) -> None:
+        """Called by the Trainer: the models (maybe DDP-wrapped) and optimisers train_step must use."""
+        self.models = models
+        self.optims = optimizers
+        self.optimizer_step = optimizer_step
+
+    @abc.abstractmethod
+    def train_step(self, batch: Any, step: int) -> Dict[str, float]:
+        """One training step on ``batch``; ``step`` counts the steps already taken (0 first).
+
+        Does its own forward pass and calls ``self.optimizer_step(loss, name)`` per optimiser.
+        Returns scalar metrics to log (``loss`` and its parts).
+        """
+
+    @abc.abstractmethod
+    def valid_step(self, batch: Any) -> Dict[str, float]:
+        """Scalar metrics on one validation batch (run under ``torch.no_grad()`` in eval mode)."""
+
+    # Inference, used by the recipe's unit-dump and conversion stages on trained models
+    # (``voiceswap.train.pretrained.load_trained`` sets ``self.models``). A family overrides what it
+    # supports; the defaults say clearly that it does not.
+
+    def convert(self, features: torch.Tensor, target_speaker: int) -> torch.Tensor:
+        """One source utterance's input features ``(T, D_in)`` -> output features ``(T', D_out)``
+        (normalised log-mel) in the voice of speaker id ``target_speaker``."""
+        raise UnsupportedByFamily(f"the {type(self).__name__} family does not convert voices")
+
+    def encode_units(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """One utterance's input features ``(T, D_in)`` -> its units, e.g. ``{"indices": (T_u,)
+        long, "vectors": (T_u, D_u)}``."""
+        raise UnsupportedByFamily(f"the {type(self).__name__} family has no units to dump")
+
+
+class UnsupportedByFamily(RuntimeError):
+    """An inference operation that a family does not offer (e.g. unit dumps of a vocoder)."""
+
+
+class UnknownFamilyError(LookupError):
+    """``get_family`` was given a name nothing registered."""
+
+
+F = TypeVar("F", bound=Type[Family])
+_FAMILIES: Dict[str, Type[Family]] = {}
+
+
+def register_family(name: str) -> Callable[[F], F]:
+    """Class decorator: make a :class:`Family` available as ``get_family(name)``."""
+
+    def decorator(cls: F) -> F:
+        if not (isinstance(cls, type) and issubclass(cls, Family)):
+            raise TypeError(f"register_family({name!r}): {cls!r} is not a subclass of voiceswap.train.registry.Family")
+        existing = _FAMILIES.get(name)
+        # Re-registering the same class (a re-imported module) is fine; two classes under one name is not.
+        if existing is not None and (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(
+                f"family name {name!r} is taken by {existing.__module__}.{existing.__qualname__}; "
+                f"pick another name for {cls.__module__}.{cls.__qualname__}"
+            )
+        _FAMILIES[name] = cls
+        return cls
+
+    return decorator
+
+
+def registered_families() -> List[str]:
+    """Names of all registered families, sorted."""
+    return sorted(_FAMILIES)
+
+
+def get_family(name: str) -> Type[Family]:
+    """The family class registered as ``name``; the error lists the registered names."""
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise UnknownFamilyError(
+            f"unknown model family {name!r}; registered families: {', '.join(registered_families()) or '(none)'} "
+            "(is the module that registers it imported?)"
+        ) from None
