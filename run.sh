@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# voiceswap recipe: corpus -> Kaldi data dirs -> features -> normalised features.
+# voiceswap recipe: corpus -> Kaldi data dirs -> features -> model -> converted speech.
 # Every stage can be run on its own: ./run.sh --stage 2 --stop-stage 3
 set -euo pipefail
 
@@ -10,7 +10,7 @@ log() {
 
 # General options.
 stage=0                 # first stage to run
-stop_stage=3            # last stage to run
+stop_stage=8            # last stage to run
 corpus=synth            # corpus to prepare
 nj=2                    # parallel jobs of the data stages
 tag=""                  # experiment tag for exp/<tag> (used by the model stages, 4 and up)
@@ -23,6 +23,13 @@ feats="logmel80 mfcc39" # feature configs (conf/feats/<name>.yaml) extracted in 
 train_set=train
 dev_set=dev
 eval_set=eval
+
+# Model options.
+model=vqvae             # model family: conf/<model>.yaml
+model_config=""         # family config (default: conf/<model>.yaml)
+train_overrides=""      # config overrides "section.key=value ..." (they become part of the tag)
+vocoder=griffinlim      # vocoder of stage 8
+convert_reconstruct=true # stage 8 also reconstructs every source with its own speaker
 
 # Options of the synth corpus.
 synth_speakers="slt rms awb kal ked esf2 esm7 sltw" # voices (see local/synth/synthesize.py)
@@ -47,12 +54,17 @@ Stages:
   1: Kaldi data prep + validation                           -> \${data_dir}/{train,dev,eval}
   2: features (log-mel, MFCC-39) in \${nj} jobs               -> \${dump_dir}/raw/<feat>/<set>
   3: global/per-speaker statistics + normalisation          -> \${dump_dir}/stats, \${dump_dir}/norm
+  4: train the model (vqvae: encoder, codebook and decoder)  -> \${exp_dir}/<tag>
+  5: dump units (vqvae: code indices and vectors)           -> \${dump_dir}/units/<tag>/<set>
+  6: train the conversion model (vqvae: trained in stage 4)
+  7: train the vocoder (griffinlim: nothing to train)
+  8: convert the eval pairs, reconstruct their sources      -> \${exp_dir}/<tag>/convert
 Options:
   --stage               # first stage (default="${stage}")
   --stop-stage          # last stage (default="${stop_stage}")
   --corpus              # one of: ${valid_corpora} (default="${corpus}")
   --nj                  # parallel jobs (default="${nj}")
-  --tag                 # experiment tag for the model stages (default="${tag}")
+  --tag                 # experiment tag (default: derived from the config name and overrides)
   --force               # redo stages that are up to date (default="${force}")
   --db-dir              # corpus location (default="db/<corpus>")
   --data-dir            # data dirs (default="${data_dir}")
@@ -62,6 +74,12 @@ Options:
   --get-corpus-opts     # extra options of local/<corpus>/get_corpus.sh (default="${get_corpus_opts}")
   --data-prep-opts      # extra options of local/<corpus>/data_prep.sh (default="${data_prep_opts}")
   --train-set, --dev-set, --eval-set  # set names (default="${train_set} ${dev_set} ${eval_set}")
+Model options:
+  --model               # model family (default="${model}")
+  --model-config        # family config (default="conf/<model>.yaml")
+  --train-overrides     # "section.key=value ..." config overrides (default="${train_overrides}")
+  --vocoder             # vocoder: griffinlim (default="${vocoder}")
+  --convert-reconstruct # stage 8 also reconstructs each source (default="${convert_reconstruct}")
 Options of --corpus synth:
   --synth-speakers      # voices (default="${synth_speakers}")
   --num-sentences       # sentences per voice (default="${num_sentences}")
@@ -86,6 +104,15 @@ if ! echo " ${valid_corpora} " | grep -q " ${corpus} "; then
   exit 2
 fi
 [ -n "${db_dir}" ] || db_dir=db/${corpus}
+[ -n "${model_config}" ] || model_config=conf/${model}.yaml
+if [ ! -f "${model_config}" ]; then
+  log "Error: no config ${model_config} for model '${model}'; configs: $(cd conf && ls ./*.yaml | sed 's|^\./||' | tr '\n' ' ')"
+  exit 2
+fi
+case "${vocoder}" in
+  griffinlim) ;;
+  *) log "Error: unknown vocoder '${vocoder}'; valid vocoders: griffinlim"; exit 2 ;;
+esac
 sets="${train_set} ${dev_set} ${eval_set}"
 
 # A fresh clone needs no manual step: the environment is built on first use.
@@ -118,7 +145,7 @@ require_file() {
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
   log "Stage 0: get corpus '${corpus}' into ${db_dir}"
-  _opts="--nj ${nj} --cmd ${train_cmd}"
+  _opts="--nj ${nj} --cmd '${train_cmd}'"
   if [ "${corpus}" = synth ]; then
     _opts+=" --num-sentences ${num_sentences} --seed ${corpus_seed} --speakers '${synth_speakers}'"
   fi
@@ -196,6 +223,103 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
       stamp.py write "${_norm}" "${_raw}/.done" "${_stats_dir}/.done"
     done
   done
+fi
+
+
+if [ ${stop_stage} -ge 4 ]; then
+  # One experiment per config and overrides: changing an override never reuses an old exp dir.
+  _set_opts=""
+  for _override in ${train_overrides}; do
+    _set_opts+=" --set ${_override}"
+  done
+  # shellcheck disable=SC2086
+  [ -n "${tag}" ] || tag=$(train.py --config "${model_config}" ${_set_opts} --print-tag)
+  model_exp=${exp_dir}/${tag}
+  log "Experiment: ${model_exp} (tag ${tag})"
+fi
+
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  log "Stage 4: train ${model} (${model_config}${train_overrides:+, ${train_overrides}}) -> ${model_exp}"
+  require_file "${dump_dir}/norm/logmel80/${train_set}/.done" "stage 3"
+  log "Stage 4: see the progress in ${model_exp}/train.log (or ${model_exp}/log/train.log)"
+  # shellcheck disable=SC2086
+  ${cuda_cmd} "${model_exp}/log/train.log" \
+    train.py --config "${model_config}" ${_set_opts} --outdir "${model_exp}" \
+      --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" \
+      --train-set "${train_set}" --valid-set "${dev_set}"
+fi
+
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+  log "Stage 5: dump ${model} units -> ${dump_dir}/units/${tag}/<set>"
+  require_file "${model_exp}/spk2id" "stage 4"
+  for _set in ${sets}; do
+    _out=${dump_dir}/units/${tag}/${_set}
+    _ckpt=$(readlink -f "${model_exp}/checkpoints/best.pt")
+    if ! ${force} && stamp.py check "${_out}" --text "${_ckpt}" "${_ckpt}" "${data_dir}/${_set}/utt2spk"; then
+      log "Stage 5: ${_out} is up to date; skipping"
+      continue
+    fi
+    ${decode_cmd} "${model_exp}/log/dump_units.${_set}.log" \
+      dump_units.py --model-dir "${model_exp}" --dump-dir "${dump_dir}" "${_set}" "${_out}"
+    stamp.py write "${_out}" --text "${_ckpt}" "${_ckpt}" "${data_dir}/${_set}/utt2spk"
+  done
+fi
+
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+  case "${model}" in
+    vqvae) log "Stage 6: ${model}: the decoder is the conversion model and trained with the encoder in stage 4; nothing to do" ;;
+  esac
+fi
+
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+  case "${vocoder}" in
+    griffinlim) log "Stage 7: ${vocoder} needs no training; nothing to do" ;;
+  esac
+fi
+
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+  _out=${model_exp}/convert
+  log "Stage 8: convert ${data_dir}/${eval_set}/pairs with ${model} + ${vocoder} -> ${_out}"
+  require_file "${model_exp}/spk2id" "stage 4"
+  require_file "${data_dir}/${eval_set}/pairs" "stage 1"
+  _ckpt=$(readlink -f "${model_exp}/checkpoints/best.pt")
+  _stamp_text="${_ckpt} ${vocoder} ${convert_reconstruct}"
+  if ! ${force} && stamp.py check "${_out}" --text "${_stamp_text}" "${_ckpt}" "${data_dir}/${eval_set}/pairs"; then
+    log "Stage 8: ${_out} is up to date; skipping"
+  else
+    rm -rf "${_out}"
+    mkdir -p "${_out}/split"
+    cp "${data_dir}/${eval_set}/pairs" "${_out}/items"
+    if ${convert_reconstruct}; then
+      # Each source once more in its own voice: the ceiling of what the decoder + vocoder can do.
+      cut -d' ' -f1 "${data_dir}/${eval_set}/pairs" | sort -u > "${_out}/sources"
+      utils/filter_scp.pl "${_out}/sources" "${data_dir}/${eval_set}/utt2spk" \
+        | awk '{print $1, $2, $1}' >> "${_out}/items"
+    fi
+    _num_items=$(wc -l < "${_out}/items")
+    _nj=$(( nj < _num_items ? nj : _num_items ))
+    _split_items=""
+    for _n in $(seq "${_nj}"); do
+      _split_items+=" ${_out}/split/items.${_n}"
+    done
+    # shellcheck disable=SC2086
+    utils/split_scp.pl "${_out}/items" ${_split_items}
+    log "Stage 8: ${_num_items} outputs in ${_nj} jobs; see the progress in ${_out}/log/convert.*.log"
+    ${decode_cmd} JOB=1:"${_nj}" "${_out}/log/convert.JOB.log" \
+      convert.py --model-dir "${model_exp}" --dump-dir "${dump_dir}" --set "${eval_set}" \
+        --utt2spk "${data_dir}/${eval_set}/utt2spk" --vocoder "${vocoder}" --job JOB \
+        "${_out}/split/items.JOB" "${_out}"
+    for _n in $(seq "${_nj}"); do cat "${_out}/mel.${_n}.scp"; done | LC_ALL=C sort > "${_out}/mel.scp"
+    for _n in $(seq "${_nj}"); do cat "${_out}/conversions.${_n}"; done | LC_ALL=C sort > "${_out}/conversions"
+    awk -v dir="$(cd "${_out}" && pwd)/wav" '{print $1, dir "/" $1 ".wav"}' "${_out}/conversions" > "${_out}/wav.scp"
+    stamp.py write "${_out}" --text "${_stamp_text}" "${_ckpt}" "${data_dir}/${eval_set}/pairs"
+    log "Stage 8: $(grep -c ' conversion$' "${_out}/conversions") conversions and $(grep -c ' reconstruction$' "${_out}/conversions" || true) reconstructions in ${_out}/wav"
+  fi
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
+import torch
 
 from conftest import REPO_ROOT
 
@@ -86,10 +89,156 @@ def test_stage_before_its_inputs_names_the_stage(tmp_path):
 def test_unknown_corpus_lists_valid_ones(tmp_path):
     result = run_recipe(tmp_path, "--corpus", "timit")
     assert result.returncode == 2
-    assert "unknown corpus 'timit'; valid corpora: synth" in result.stderr
+    message = next(line for line in result.stderr.splitlines() if "unknown corpus" in line)
+    assert "unknown corpus 'timit'; valid corpora:" in message and " synth" in message
 
 
 def test_unknown_option_is_an_error(tmp_path):
     result = run_recipe(tmp_path, "--no-such-option", "1")
     assert result.returncode != 0
     assert "no-such-option" in result.stderr
+
+
+# ---------------------------------------------------------------- model stages (vqvae)
+
+TINY_MODEL = ("model.hidden_dim=32 model.residual_dim=16 model.code_dim=16 model.codebook_size=8 "
+              "model.speaker_dim=8 data.batch_size=4 data.crop_frames=64 data.num_workers=0")
+
+
+def run_train(recipe_dir: Path, outdir: Path, *overrides: str, **popen) -> subprocess.CompletedProcess:
+    command = [str(REPO_ROOT / ".venv" / "bin" / "python"), "voiceswap/bin/train.py", "--config", "conf/vqvae.yaml",
+               "--outdir", str(outdir), "--feats-dir", str(recipe_dir / "dump" / "norm"),
+               "--data-dir", str(recipe_dir / "data"), "--num-threads", "1"]
+    for override in (*TINY_MODEL.split(), *overrides):
+        command += ["--set", override]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def model_exp(recipe_dir):
+    overrides = f"{TINY_MODEL} train.max_steps=30 train.valid_interval=15 train.save_interval=15 train.log_interval=5"
+    result = run_recipe(recipe_dir, "--stage", "4", "--stop-stage", "8", "--train-overrides", overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiments = list((recipe_dir / "exp").iterdir())
+    assert len(experiments) == 1
+    assert f"tag {experiments[0].name}" in result.stderr
+    return experiments[0]
+
+
+def test_training_outputs(model_exp):
+    config = (model_exp / "config.yaml").read_text()
+    assert "voiceswap_version" in config and "git_hash" in config and "codebook_size: 8" in config
+    assert (model_exp / "checkpoints" / "best.pt").exists()
+    assert (model_exp / "spk2id").read_text().split() == ["esf2", "0", "ked", "1", "slt", "2"]
+
+
+def test_unit_dump_has_half_the_frames(recipe_dir, model_exp):
+    for name in ("train", "dev", "eval"):
+        units = recipe_dir / "dump" / "units" / model_exp.name / name
+        indices = kaldiio.load_scp(str(units / "indices.scp"))
+        vectors = kaldiio.load_scp(str(units / "vectors.scp"))
+        frames = dict(line.split() for line in
+                      (recipe_dir / "dump" / "norm" / "mfcc39" / name / "utt2num_frames").read_text().splitlines())
+        assert set(indices) == set(frames)
+        for utt, codes in indices.items():
+            assert codes.dtype == np.int32 and codes.shape == ((int(frames[utt]) + 1) // 2,)
+            assert vectors[utt].shape == (codes.shape[0], 16)
+            assert codes.min() >= 0 and codes.max() < 8
+
+
+def test_conversion_outputs(recipe_dir, model_exp):
+    import soundfile as sf
+
+    convert = model_exp / "convert"
+    rows = [line.split() for line in (convert / "conversions").read_text().splitlines()]
+    assert sum(row[5] == "conversion" for row in rows) == 6
+    assert sum(row[5] == "reconstruction" for row in rows) == 3
+    mels = kaldiio.load_scp(str(convert / "mel.scp"))
+    frames = dict(line.split() for line in
+                  (recipe_dir / "dump" / "raw" / "logmel80" / "eval" / "utt2num_frames").read_text().splitlines())
+    for output_id, source, source_spk, target_spk, reference, kind in rows:
+        assert output_id == f"{source}_to_{target_spk}" and source.startswith(source_spk + "-")
+        assert reference == (source if kind == "reconstruction" else f"{target_spk}-{source.split('-', 1)[1]}")
+        audio, rate = sf.read(convert / "wav" / f"{output_id}.wav")
+        assert rate == 16000 and audio.ndim == 1
+        assert mels[output_id].shape == (int(frames[source]), 80)
+        assert len(audio) == int(frames[source]) * 160
+        assert 0 < np.abs(audio).max() <= 1.0
+
+
+def test_rerunning_model_stages_is_a_noop(recipe_dir, model_exp):
+    before = (model_exp / "convert" / "mel.scp").stat().st_mtime_ns
+    overrides = f"{TINY_MODEL} train.max_steps=30 train.valid_interval=15 train.save_interval=15 train.log_interval=5"
+    result = run_recipe(recipe_dir, "--stage", "4", "--stop-stage", "8", "--train-overrides", overrides)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Stage 8: " in result.stderr and "is up to date; skipping" in result.stderr
+    assert (model_exp / "convert" / "mel.scp").stat().st_mtime_ns == before
+
+
+def test_conversion_to_own_speaker_is_the_reconstruction(recipe_dir, model_exp):
+    import voiceswap.families  # noqa: F401
+    from voiceswap.train.pretrained import load_trained
+
+    experiment = load_trained(model_exp)
+    model = experiment.models["model"]
+    features = kaldiio.load_scp(str(recipe_dir / "dump" / "norm" / "mfcc39" / "eval" / "feats.scp"))
+    utt = sorted(features)[0]
+    source = torch.from_numpy(np.array(features[utt], dtype=np.float32))
+    own = experiment.spk2id[utt.split("-")[0]]
+    with torch.no_grad():
+        reconstruction = model(source.T[None], torch.tensor([own]))["reconstruction"][0].T
+    torch.testing.assert_close(experiment.family.convert(source, own), reconstruction)
+    other = (own + 1) % len(experiment.spk2id)
+    assert not torch.allclose(experiment.family.convert(source, other), reconstruction)
+
+
+def test_override_errors_name_the_key(recipe_dir, tmp_path):
+    result = run_train(recipe_dir, tmp_path / "x", "model.codebook_sise=4")
+    assert result.returncode == 1
+    assert "model.codebook_sise" in result.stderr and "codebook_size" in result.stderr
+    result = run_train(recipe_dir, tmp_path / "y", "model.in_dim=80")
+    assert result.returncode == 1 and "use --set model.in_dim=39" in result.stderr
+
+
+def test_tag_follows_the_overrides():
+    def tag(*overrides):
+        command = [str(REPO_ROOT / ".venv" / "bin" / "python"), "voiceswap/bin/train.py",
+                   "--config", "conf/vqvae.yaml", "--print-tag"]
+        for override in overrides:
+            command += ["--set", override]
+        return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert tag() == "vqvae"
+    assert tag("model.codebook_size=64") != tag("model.codebook_size=32") != tag()
+    assert tag("model.codebook_size=64", "train.seed=3") == tag("train.seed=3", "model.codebook_size=64")
+
+
+def metrics_after(outdir: Path, step: int) -> list:
+    return [line for line in (outdir / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["step"] > step]
+
+
+def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(recipe_dir, tmp_path):
+    schedule = ("train.max_steps=120", "train.save_interval=20", "train.log_interval=5", "train.valid_interval=40")
+    reference = run_train(recipe_dir, tmp_path / "uninterrupted", *schedule)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    outdir = tmp_path / "killed"
+    command = [str(REPO_ROOT / ".venv" / "bin" / "python"), "voiceswap/bin/train.py", "--config", "conf/vqvae.yaml",
+               "--outdir", str(outdir), "--feats-dir", str(recipe_dir / "dump" / "norm"),
+               "--data-dir", str(recipe_dir / "data"), "--num-threads", "1"]
+    for override in (*TINY_MODEL.split(), *schedule):
+        command += ["--set", override]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (outdir / "checkpoints" / "step_40.pt").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = sorted(int(p.stem.split("_")[1]) for p in (outdir / "checkpoints").glob("step_*.pt"))
+    assert saved and saved[-1] < 120, "the run finished before it could be killed"
+
+    resumed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from {outdir / 'checkpoints' / f'step_{saved[-1]}.pt'} at step {saved[-1]}" in resumed.stderr
+    assert metrics_after(outdir, saved[-1]) == metrics_after(tmp_path / "uninterrupted", saved[-1])

@@ -1,0 +1,66 @@
+"""The feature dataset: crops aligned across streams, per-epoch randomness, padding masks, buckets."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from voiceswap.data.ark import ArkWriter
+from voiceswap.data.dataset import BucketBatchSampler, FeatsDataset, collate_padded, make_spk2id
+
+
+def write_streams(tmp_path, lengths):
+    rng = np.random.default_rng(0)
+    utt2spk = {f"spk{i % 2}-u{i:02d}": f"spk{i % 2}" for i in range(len(lengths))}
+    scps = {}
+    for name, dim in (("input", 3), ("target", 5)):
+        with ArkWriter(tmp_path / f"{name}.ark", tmp_path / f"{name}.scp") as writer:
+            for (utt, _), frames in zip(sorted(utt2spk.items()), lengths):
+                # Column 0 holds the frame index, so a crop's offset can be read back.
+                matrix = rng.standard_normal((frames, dim)).astype(np.float32)
+                matrix[:, 0] = np.arange(frames)
+                writer[utt] = matrix
+        scps[name] = tmp_path / f"{name}.scp"
+    (tmp_path / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(utt2spk.items())))
+    return scps, utt2spk
+
+
+def test_crops_are_aligned_and_change_with_epoch(tmp_path):
+    scps, utt2spk = write_streams(tmp_path, [100, 120, 90, 200])
+    dataset = FeatsDataset(scps, tmp_path / "utt2spk", make_spk2id(utt2spk), crop_frames=32, seed=1)
+    offsets = []
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)
+        item = dataset[3]
+        assert item["input"].shape == (32, 3) and item["target"].shape == (32, 5)
+        torch.testing.assert_close(item["input"][:, 0], item["target"][:, 0])
+        offsets.append(int(item["input"][0, 0]))
+    assert offsets[0] != offsets[1]
+    dataset.set_epoch(0)
+    assert int(dataset[3]["input"][0, 0]) == offsets[0]  # a function of (seed, epoch), not of a global RNG
+
+
+def test_collate_pads_and_masks(tmp_path):
+    scps, utt2spk = write_streams(tmp_path, [10, 7])
+    dataset = FeatsDataset(scps, tmp_path / "utt2spk", make_spk2id(utt2spk))
+    batch = collate_padded([dataset[0], dataset[1]])
+    assert batch["input"].shape == (2, 10, 3)
+    assert batch["mask"].tolist()[1] == [True] * 7 + [False] * 3
+    assert torch.all(batch["target"][1, 7:] == 0)
+    assert batch["speakers"].tolist() == [0, 1]
+
+
+def test_bucket_sampler_groups_lengths_and_reshuffles():
+    lengths = [5, 50, 6, 51, 7, 52, 8, 53]
+    sampler = BucketBatchSampler(lengths, batch_size=2, shuffle=True, seed=3)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    for batch in batches:
+        assert max(lengths[i] for i in batch) - min(lengths[i] for i in batch) <= 2
+    orders = set()
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        orders.add(tuple(map(tuple, sampler)))
+    assert len(orders) > 1
+    halves = [list(BucketBatchSampler(lengths, 2, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert sorted(i for h in halves for b in h for i in b) == list(range(8))

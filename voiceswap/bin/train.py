@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Train a model family: ``--config conf/<family>.yaml`` plus ``--set section.key=value`` overrides.
+
+Resumes from the newest valid checkpoint in ``--outdir`` unless ``--resume false``. The resolved
+config (with the voiceswap version and git hash) and the speaker table ``spk2id`` are written to
+the outdir. ``--print-tag`` prints the experiment tag the recipe uses for exp/<tag> and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+import voiceswap.families  # noqa: F401  (registers the families)
+from voiceswap.data.atomic import write_kaldi_map
+from voiceswap.data.dataset import BucketBatchSampler, FeatsDataset, collate_padded, make_spk2id, read_spk2id
+from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
+from voiceswap.train.config import ConfigError, apply_overrides, experiment_tag, load_config
+from voiceswap.train.pretrained import SPK2ID
+from voiceswap.train.registry import get_family, UnknownFamilyError
+from voiceswap.train.trainer import Trainer, TrainerError
+
+
+def str2bool(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value == "true"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", required=True, help="family config, e.g. conf/vqvae.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config key (repeatable); an unknown key is an error")
+    parser.add_argument("--seed", type=int, help="shorthand for --set train.seed=N")
+    parser.add_argument("--outdir", help="experiment dir (exp/<tag>)")
+    parser.add_argument("--resume", type=str2bool, default=True, help="resume from the newest valid checkpoint")
+    parser.add_argument("--feats-dir", default="dump/norm", help="normalised features: <dir>/<feat>/<set>/feats.scp")
+    parser.add_argument("--data-dir", default="data", help="Kaldi data dirs: <dir>/<set>/utt2spk")
+    parser.add_argument("--train-set", default="train")
+    parser.add_argument("--valid-set", default="dev")
+    parser.add_argument("--num-threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
+    parser.add_argument("--print-tag", action="store_true", help="print the experiment tag and exit")
+    parser.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
+    return parser
+
+
+def stream_scps(config: dict, feats_dir: str, subset: str) -> dict:
+    data = config["data"]
+    return {"input": f"{feats_dir}/{data['input_feats']}/{subset}/feats.scp",
+            "target": f"{feats_dir}/{data['target_feats']}/{subset}/feats.scp"}
+
+
+def check_dims(config: dict, dataset: FeatsDataset) -> None:
+    """A model whose in/out dims differ from the features fails now, not at the first matmul."""
+    item = dataset[0]
+    for stream, key in (("input", "in_dim"), ("target", "out_dim")):
+        expected = config["model"].get(key)
+        actual = item[stream].shape[1]
+        if expected is not None and expected != actual:
+            feat = config["data"][f"{stream}_feats"]
+            raise ConfigError(f"model.{key} is {expected} but the {feat} features have dim {actual}: "
+                              f"use --set model.{key}={actual}")
+
+
+def write_spk2id(outdir: Path, spk2id: dict) -> None:
+    path = outdir / SPK2ID
+    if path.is_file() and read_spk2id(path) != spk2id:
+        raise DataDirError(f"{path} lists other speakers than this train set: use another --outdir")
+    write_kaldi_map(path, ((spk, str(index)) for spk, index in spk2id.items()))
+
+
+def main() -> int:
+    args = get_parser().parse_args()
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    overrides = list(args.overrides) + ([f"train.seed={args.seed}"] if args.seed is not None else [])
+    try:
+        config = apply_overrides(load_config(args.config), overrides)
+        if args.print_tag:
+            print(experiment_tag(args.config, overrides))
+            return 0
+        if not args.outdir:
+            raise ConfigError("--outdir is required (the recipe uses exp/<tag>)")
+        family = get_family(config["family"])()
+        seed = config["train"]["seed"]
+        torch.set_num_threads(args.num_threads)
+        utt2spk_path = f"{args.data_dir}/{args.train_set}/utt2spk"
+        spk2id = make_spk2id(read_kaldi_map(utt2spk_path))
+        data = config["data"]
+        train_set = FeatsDataset(stream_scps(config, args.feats_dir, args.train_set), utt2spk_path, spk2id,
+                                 crop_frames=data["crop_frames"], seed=seed)
+        valid_set = FeatsDataset(stream_scps(config, args.feats_dir, args.valid_set),
+                                 f"{args.data_dir}/{args.valid_set}/utt2spk", spk2id)
+        check_dims(config, train_set)
+    except (ConfigError, DataDirError, UnknownFamilyError, KeyError) as error:
+        logging.error("%s", error)
+        return 1
+
+    outdir = Path(args.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_spk2id(outdir, spk2id)
+    train_loader = DataLoader(
+        train_set, batch_sampler=BucketBatchSampler(train_set.num_frames, data["batch_size"], shuffle=True, seed=seed),
+        collate_fn=collate_padded, num_workers=data["num_workers"])
+    valid_loader = DataLoader(
+        valid_set, batch_sampler=BucketBatchSampler(valid_set.num_frames, data["batch_size"], shuffle=False),
+        collate_fn=collate_padded, num_workers=0)
+    logging.info("%s: %d train utterances, %d speakers, %d valid utterances", config["family"],
+                 len(train_set), len(spk2id), len(valid_set))
+
+    torch.manual_seed(seed)  # the same initial weights for the same seed
+    models = family.build(config, num_speakers=len(spk2id))
+    optimizers = family.optimizers(models, config)
+    try:
+        trainer = Trainer(family, models, optimizers, family.schedulers(optimizers, config),
+                          train_loader, valid_loader, config, outdir)
+        if args.resume:
+            trainer.resume()
+        trainer.train()
+    except (TrainerError, ConfigError) as error:
+        logging.error("%s", error)
+        return 1
+    trainer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The VQ-VAE family: losses, batch steps and inference on top of ``voiceswap.nets.vqvae``.
+
+Input and target are feature streams of the same utterance (normalised MFCC-39 or log-mel in,
+normalised log-mel out) with the same frame count; the loss is the masked MSE of the
+reconstruction plus the VQ bottleneck's own loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Tuple
+
+import torch
+
+from voiceswap.nets.vqvae import VQVAE
+from voiceswap.train.registry import Family, register_family
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over real frames only; prediction/target ``(B, D, T)``, mask ``(B, T)``."""
+    weights = mask.unsqueeze(1).to(prediction.dtype)
+    squared = (prediction - target).pow(2) * weights
+    return squared.sum() / (weights.sum() * prediction.shape[1]).clamp(min=1.0)
+
+
+@register_family("vqvae")
+class VQVAEFamily(Family):
+    """Chorowski-style VQ-VAE; one model, one optimiser (Adam, amsgrad as in seed 004)."""
+
+    def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
+        return {"model": VQVAE(num_speakers=num_speakers, **config["model"])}
+
+    def optimizers(self, models, config):
+        optim = config["optim"]
+        return {"model": torch.optim.Adam(models["model"].parameters(), lr=optim["lr"],
+                                          betas=tuple(optim["betas"]), amsgrad=optim["amsgrad"])}
+
+    def schedulers(self, optimizers, config):
+        optim = config["optim"]
+        return {"model": torch.optim.lr_scheduler.StepLR(
+            optimizers["model"], step_size=optim["lr_decay_steps"], gamma=optim["lr_decay_gamma"])}
+
+    def _losses(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, Dict[str, float]]:
+        model = self.models["model"]
+        features = batch["input"].transpose(1, 2)
+        target = batch["target"].transpose(1, 2)
+        output = model(features, batch["speakers"], batch["mask"])
+        reconstruction_loss = masked_mse(output["reconstruction"], target, batch["mask"])
+        vq = output["vq"]
+        loss = reconstruction_loss + vq.loss
+        return loss, {
+            "loss": loss.item(),
+            "reconstruction": reconstruction_loss.item(),
+            "vq": vq.loss.item(),
+            "perplexity": float(vq.perplexity),
+            "codes_used": float(vq.num_codes_used),
+        }
+
+    def train_step(self, batch, step):
+        loss, metrics = self._losses(batch)
+        metrics["grad_norm"] = self.optimizer_step(loss, "model")
+        return metrics
+
+    @torch.no_grad()
+    def valid_step(self, batch):
+        return self._losses(batch)[1]
+
+    @torch.no_grad()
+    def encode_units(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``(T, in_dim)`` -> code ``indices (ceil(T/2),)`` and code ``vectors (ceil(T/2), code_dim)``."""
+        output = self.models["model"].quantize(self.models["model"].encode(features.T.unsqueeze(0)))
+        return {"indices": output.indices[0], "vectors": output.quantized[0].T}
+
+    @torch.no_grad()
+    def convert(self, features: torch.Tensor, target_speaker: int) -> torch.Tensor:
+        """Encode the source, decode with the target's speaker embedding: ``(T, in_dim) -> (T, out_dim)``."""
+        speakers = torch.tensor([target_speaker], dtype=torch.long)
+        return self.models["model"].convert(features.T.unsqueeze(0), speakers)[0].T
+
+
