@@ -62,5 +62,22 @@ def test_bucket_sampler_groups_lengths_and_reshuffles():
         sampler.set_epoch(epoch)
         orders.add(tuple(map(tuple, sampler)))
     assert len(orders) > 1
-    halves = [list(BucketBatchSampler(lengths, 2, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
-    assert sorted(i for h in halves for b in h for i in b) == list(range(8))
+    # Two processes with batch 1 see the batches of one process with batch 2, split in halves.
+    single = BucketBatchSampler(lengths, 2, seed=3)
+    halves = [BucketBatchSampler(lengths, 1, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    for epoch in range(3):
+        for sampler in (single, *halves):
+            sampler.set_epoch(epoch)
+        assert [a + b for a, b in zip(*halves)] == list(single)
+
+
+def test_accumulation_micro_batches_split_the_large_batch():
+    lengths = [5, 50, 6, 51, 7, 52, 8, 53]
+    large = list(BucketBatchSampler(lengths, 4, seed=3))
+    micro = list(BucketBatchSampler(lengths, 2, seed=3, accum_steps=2))
+    assert [micro[i] + micro[i + 1] for i in range(0, len(micro), 2)] == large
+
+
+def test_bucket_sampler_drops_incomplete_global_batch_in_training():
+    sampler = BucketBatchSampler(list(range(7)), 2, drop_last=True, num_replicas=2, rank=1)
+    assert len(sampler) == 1 and len(list(sampler)) == 1

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Train a model family: ``--config conf/<family>.yaml`` plus ``--set section.key=value`` overrides.
 
-Resumes from the newest valid checkpoint in ``--outdir`` unless ``--resume false``. The resolved
+Resumes from the newest valid checkpoint in ``--outdir`` unless ``--resume false``. Runs unchanged
+as one process, under ``torchrun --nproc_per_node=N`` and under ``srun`` (DistributedDataParallel,
+nccl on GPUs, gloo on CPU); ``data.batch_size`` is per process, so the global batch is
+``batch_size x world size x train.grad_accum_steps`` (logged at the start). The resolved
 config (with the voiceswap version and git hash) and the speaker table ``spk2id`` are written to
 the outdir. ``--print-tag`` prints the experiment tag the recipe uses for exp/<tag> and exits.
 """
@@ -22,6 +25,7 @@ from voiceswap.data.atomic import write_kaldi_map
 from voiceswap.data.dataset import BucketBatchSampler, FeatsDataset, collate_padded, make_spk2id, read_spk2id
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
 from voiceswap.train.config import ConfigError, apply_overrides, experiment_tag, load_config
+from voiceswap.train.distributed import init_distributed, shutdown, wrap_models
 from voiceswap.train.pretrained import SPK2ID
 from voiceswap.train.registry import get_family, UnknownFamilyError
 from voiceswap.train.trainer import Trainer, TrainerError
@@ -45,7 +49,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default="data", help="Kaldi data dirs: <dir>/<set>/utt2spk")
     parser.add_argument("--train-set", default="train")
     parser.add_argument("--valid-set", default="dev")
-    parser.add_argument("--num-threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
+    parser.add_argument("--ngpu", type=int, default=0, help="GPUs per process group (0: CPU); one per process")
+    parser.add_argument("--num-threads", type=int, default=None,
+                        help="torch intra-op threads (default: the CPUs divided among local processes)")
     parser.add_argument("--print-tag", action="store_true", help="print the experiment tag and exit")
     parser.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     return parser
@@ -90,7 +96,6 @@ def main() -> int:
             raise ConfigError("--outdir is required (the recipe uses exp/<tag>)")
         family = get_family(config["family"])()
         seed = config["train"]["seed"]
-        torch.set_num_threads(args.num_threads)
         utt2spk_path = f"{args.data_dir}/{args.train_set}/utt2spk"
         spk2id = make_spk2id(read_kaldi_map(utt2spk_path))
         data = config["data"]
@@ -103,30 +108,45 @@ def main() -> int:
         logging.error("%s", error)
         return 1
 
+    context = init_distributed(use_gpu=args.ngpu > 0)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", context.world_size))
+    torch.set_num_threads(args.num_threads or max(1, (os.cpu_count() or 1) // local_processes))
+    if context.rank != 0:
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 logs; the others only complain
     outdir = Path(args.outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    write_spk2id(outdir, spk2id)
-    train_loader = DataLoader(
-        train_set, batch_sampler=BucketBatchSampler(train_set.num_frames, data["batch_size"], shuffle=True, seed=seed),
-        collate_fn=collate_padded, num_workers=data["num_workers"])
+    if context.rank == 0:
+        outdir.mkdir(parents=True, exist_ok=True)
+        write_spk2id(outdir, spk2id)
+    ranks = dict(num_replicas=context.world_size, rank=context.rank)
+    train_sampler = BucketBatchSampler(train_set.num_frames, data["batch_size"], shuffle=True, seed=seed,
+                                       drop_last=context.is_distributed, **ranks,
+                                       accum_steps=config["train"].get("grad_accum_steps", 1))
+    train_loader = DataLoader(train_set, batch_sampler=train_sampler, collate_fn=collate_padded,
+                              num_workers=data["num_workers"], pin_memory=context.device.type == "cuda")
     valid_loader = DataLoader(
-        valid_set, batch_sampler=BucketBatchSampler(valid_set.num_frames, data["batch_size"], shuffle=False),
+        valid_set, batch_sampler=BucketBatchSampler(valid_set.num_frames, data["batch_size"], shuffle=False, **ranks),
         collate_fn=collate_padded, num_workers=0)
     logging.info("%s: %d train utterances, %d speakers, %d valid utterances", config["family"],
                  len(train_set), len(spk2id), len(valid_set))
 
-    torch.manual_seed(seed)  # the same initial weights for the same seed
+    torch.manual_seed(seed)  # the same initial weights for the same seed, on every rank
     models = family.build(config, num_speakers=len(spk2id))
+    # Optimisers see the plain parameters; DDP wraps the same tensors after moving them.
+    models = {name: model.to(context.device) for name, model in models.items()}
     optimizers = family.optimizers(models, config)
+    models = wrap_models(models, context)
     try:
         trainer = Trainer(family, models, optimizers, family.schedulers(optimizers, config),
-                          train_loader, valid_loader, config, outdir)
+                          train_loader, valid_loader, config, outdir, rank=context.rank,
+                          world_size=context.world_size, device=context.device)
         if args.resume:
             trainer.resume()
         trainer.train()
     except (TrainerError, ConfigError) as error:
         logging.error("%s", error)
         return 1
+    finally:
+        shutdown()
     trainer.close()
     return 0
 

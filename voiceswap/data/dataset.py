@@ -129,23 +129,34 @@ def collate_padded(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
 class BucketBatchSampler(Sampler[List[int]]):
     """Batches of utterances of similar length (little padding), in a (seed, epoch) order.
 
-    Indices are sorted by length, cut into batches, and the batches shuffled each epoch; with
-    ``shuffle=False`` (validation) the order is fixed. ``num_replicas``/``rank`` hand each
-    distributed process every ``num_replicas``-th batch.
+    Indices are sorted by length and cut into global batches of
+    ``batch_size x num_replicas x accum_steps``, whose order is shuffled each epoch
+    (``shuffle=False`` for validation keeps it fixed). Process ``rank`` takes its slice of every
+    global batch and yields it as ``accum_steps`` micro-batches of ``batch_size``. So N processes
+    with batch B and A accumulation steps see exactly the data of one process with batch N x A x B,
+    the rule behind "``data.batch_size`` is per process and micro-batch; the global batch is
+    batch_size x world size x grad_accum_steps". In training (``drop_last``) an incomplete last
+    global batch is dropped so every process runs the same number of steps, which
+    DistributedDataParallel needs.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
+                 drop_last: bool = False, num_replicas: int = 1, rank: int = 0, accum_steps: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        global_size = batch_size * num_replicas * accum_steps
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-        self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if drop_last and self.batches and len(self.batches[-1]) < batch_size:
+        self.batches = [order[i : i + global_size] for i in range(0, len(order), global_size)]
+        if drop_last and self.batches and len(self.batches[-1]) < global_size:
             self.batches.pop()
+        if not self.batches:
+            raise ValueError(f"{len(lengths)} utterances make no batch of {batch_size} x {num_replicas} processes "
+                             f"x {accum_steps} accumulation steps: use a smaller data.batch_size or fewer processes")
+        self.batch_size = batch_size
+        self.accum_steps = accum_steps
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
-        self.num_replicas = num_replicas
         self.rank = rank
 
     def set_epoch(self, epoch: int) -> None:
@@ -156,7 +167,13 @@ class BucketBatchSampler(Sampler[List[int]]):
         if self.shuffle:
             generator = np.random.default_rng([self.seed, self.epoch])
             batches = [batches[i] for i in generator.permutation(len(batches))]
-        return iter(batches[self.rank :: self.num_replicas])
+        for batch in batches:
+            yield from self._micro_batches(batch)
+
+    def _micro_batches(self, global_batch: List[int]) -> List[List[int]]:
+        share = self.batch_size * self.accum_steps
+        mine = global_batch[self.rank * share : (self.rank + 1) * share]
+        return [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
 
     def __len__(self) -> int:
-        return len(range(self.rank, len(self.batches), self.num_replicas))
+        return sum(len(self._micro_batches(batch)) for batch in self.batches)

@@ -21,6 +21,7 @@ calls ``self.optimizer_step(loss, name)`` once per optimiser, in the order it wa
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type, TypeVar
 
 import torch
@@ -32,30 +33,71 @@ Schedulers = Dict[str, torch.optim.lr_scheduler.LRScheduler]
 
 
 class OptimizerStep:
-    """``zero_grad -> backward -> clip -> step`` for one named optimiser.
+    """``zero_grad -> backward -> clip -> step`` for one named optimiser, with accumulation and AMP.
 
     Clipping (``train.grad_clip``, by global L2 norm) covers exactly the parameters that optimiser
     updates, so a generator's clipping never sees a discriminator's gradients.
+
+    With ``accum_steps`` > 1 the Trainer sets :attr:`micro_step` before each micro-batch: gradients
+    of ``loss / accum_steps`` add up over the micro-batches and the optimiser steps on the last one.
+    With a ``GradScaler`` (fp16) the loss is scaled and the gradients unscaled before clipping. A
+    step whose gradient norm is not finite is skipped (the optimiser does not step) and counted in
+    :attr:`skipped_steps`; the GradScaler then lowers its scale.
     """
 
-    def __init__(self, optimizers: Optimizers, grad_clip: Optional[float]) -> None:
+    def __init__(self, optimizers: Optimizers, grad_clip: Optional[float], accum_steps: int = 1,
+                 scaler: Optional["torch.amp.GradScaler"] = None) -> None:
+        if accum_steps < 1:
+            raise ValueError(f"train.grad_accum_steps must be >= 1, got {accum_steps}")
         self.optimizers = optimizers
         self.grad_clip = grad_clip
+        self.accum_steps = accum_steps
+        self.scaler = scaler
+        self.micro_step = 0
+        self.skipped_steps = 0
 
-    def __call__(self, loss: torch.Tensor, optimizer: str, retain_graph: bool = False) -> float:
-        """Update with ``optimizer``'s parameters from ``loss``; returns the gradient norm before clipping."""
+    @property
+    def is_update(self) -> bool:
+        """Whether the current micro-batch is the last of its optimisation step."""
+        return self.micro_step == self.accum_steps - 1
+
+    def __call__(self, loss: torch.Tensor, optimizer: str, retain_graph: bool = False) -> Optional[float]:
+        """Backward ``loss`` into ``optimizer``'s parameters and, on the last micro-batch, update them.
+
+        Returns the gradient norm before clipping on an update, None on the other micro-batches.
+        """
         if optimizer not in self.optimizers:
             raise LookupError(f"no optimiser named {optimizer!r}; the family made: {', '.join(self.optimizers)}")
         opt = self.optimizers[optimizer]
-        opt.zero_grad(set_to_none=True)
-        loss.backward(retain_graph=retain_graph)
+        if self.micro_step == 0:
+            opt.zero_grad(set_to_none=True)
+        scaled = loss / self.accum_steps if self.accum_steps > 1 else loss
+        if self.scaler is not None:
+            scaled = self.scaler.scale(scaled)
+        # Backward outside autocast, as PyTorch recommends; its dtypes follow the forward pass.
+        with torch.autocast(device_type=loss.device.type, enabled=False):
+            scaled.backward(retain_graph=retain_graph)
+        if not self.is_update:
+            return None
         params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        if self.scaler is not None:
+            self.scaler.unscale_(opt)
         if self.grad_clip:
             norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         else:  # still report the norm: it is the first thing to look at when a run diverges
             norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params])) if params else torch.zeros(())
-        opt.step()
-        return float(norm)
+        norm = float(norm)
+        if not math.isfinite(norm):
+            self.skipped_steps += 1
+            if self.scaler is not None:
+                self.scaler.step(opt)  # sees the inf and skips; update() then lowers the scale
+            opt.zero_grad(set_to_none=True)
+            return norm
+        if self.scaler is not None:
+            self.scaler.step(opt)
+        else:
+            opt.step()
+        return norm
 
 
 class Family(abc.ABC):

@@ -18,7 +18,14 @@ Config keys (section ``train``; missing ones take :data:`TRAIN_DEFAULTS`):
 ``ema_decay``      keep an EMA of the weights with this decay, used for validation (null: off)
 ``best_metric``    validation metric that picks ``checkpoints/best.pt`` (e.g. ``loss``)
 ``best_mode``      ``min`` or ``max``: whether a lower or a higher ``best_metric`` is better
+``amp``            ``none``, ``bf16`` or ``fp16`` autocast on GPU (fp16 with a GradScaler); on CPU
+                   the run falls back to fp32 and says so once
+``grad_accum_steps`` micro-batches per optimisation step (the effective batch is
+                   ``data.batch_size x world size x grad_accum_steps``)
 =================  =====================================================================
+
+Steps whose gradient norm is not finite (fp16 overflow, a bad batch) are skipped, counted and
+logged as ``skipped_steps``.
 
 Resume determinism (on CPU a killed-and-resumed run logs exactly the losses of an uninterrupted
 one). We checkpoint mid-epoch and make the data order a function of ``(train.seed, epoch)``:
@@ -85,7 +92,10 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
     "ema_decay": None,
     "best_metric": "loss",
     "best_mode": "min",
+    "amp": "none",
+    "grad_accum_steps": 1,
 }
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
@@ -187,6 +197,7 @@ class Trainer:
         outdir: Union[str, os.PathLike],
         rank: int = 0,
         world_size: int = 1,
+        device: Union[str, torch.device, None] = None,
     ) -> None:
         self.family = family
         self.models: Dict[str, nn.Module] = {"model": models} if isinstance(models, nn.Module) else dict(models)
@@ -203,6 +214,16 @@ class Trainer:
         self.outdir = Path(outdir)
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        amp = self.conf["amp"]
+        if amp not in AMP_DTYPES:
+            raise TrainerError(f"train.amp is {amp!r}; use one of {', '.join(AMP_DTYPES)}")
+        if amp != "none" and self.device.type != "cuda":
+            if self.is_main:
+                logger.info("train.amp=%s needs a GPU; training on %s in fp32", amp, self.device.type)
+            amp = "none"
+        self.amp_dtype = AMP_DTYPES[amp]
+        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
 
         self.step = 0  # optimisation steps taken
         self.epoch = 0
@@ -224,7 +245,9 @@ class Trainer:
                 raise TrainerError(f"family {type(family).__name__}.ema_targets names {unknown}, but its models are "
                                    f"{list(self.models)}")
             self.ema = {name: ExponentialMovingAverage(self.models[name], self.conf["ema_decay"]) for name in targets}
-        family.bind(self.models, self.optimizers, OptimizerStep(self.optimizers, self.conf["grad_clip"]))
+        self.optimizer_step = OptimizerStep(self.optimizers, self.conf["grad_clip"],
+                                            accum_steps=int(self.conf["grad_accum_steps"]), scaler=self.scaler)
+        family.bind(self.models, self.optimizers, self.optimizer_step)
 
         if self.is_main:
             # Refuse to mix experiments before writing anything into the directory.
@@ -255,6 +278,8 @@ class Trainer:
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "schedulers": {name: sched.state_dict() for name, sched in self.schedulers.items()},
             "ema": {name: ema.state_dict() for name, ema in self.ema.items()},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "skipped_steps": self.optimizer_step.skipped_steps,
             "rng": capture_rng_state(),
             "log_sums": {name: list(pair) for name, pair in self._log_sums.items()},
             "config": self.config,
@@ -280,6 +305,9 @@ class Trainer:
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.best_metric, self.best_step = state["best_metric"], state["best_step"]
         self._log_sums = {name: [float(s), int(c)] for name, (s, c) in state["log_sums"].items()}
+        self.optimizer_step.skipped_steps = int(state.get("skipped_steps", 0))
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
 
     def resume(self) -> bool:
@@ -319,25 +347,31 @@ class Trainer:
                 return
             if self.is_main:
                 logger.info("training from step %d to %d in %s", self.step, max_steps, self.outdir)
+                self._log_batch_rule()
             self._set_train_mode(True)
             show_bar = self.is_main and sys.stderr.isatty()
             with self._progress_bar(show_bar) as bar:
                 batches = self._open_epoch(skip=self.batch_in_epoch)
                 while self.step < max_steps:
-                    batch = next(batches, _END)
-                    if batch is _END:
-                        self.epoch += 1
-                        self.batch_in_epoch = 0
-                        batches = self._open_epoch(skip=0)
-                        continue
-                    self.batch_in_epoch += 1
-                    metrics = self.family.train_step(batch, self.step)
+                    for micro_step in range(self.optimizer_step.accum_steps):
+                        batch = next(batches, _END)
+                        while batch is _END:
+                            self.epoch += 1
+                            self.batch_in_epoch = 0
+                            batches = self._open_epoch(skip=0)
+                            batch = next(batches, _END)
+                        self.batch_in_epoch += 1
+                        self.optimizer_step.micro_step = micro_step
+                        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                            metrics = self.family.train_step(self._to_device(batch), self.step)
+                        self._accumulate(metrics)
+                    if self.scaler is not None:
+                        self.scaler.update()
                     self.step += 1
                     for scheduler in self.schedulers.values():
                         scheduler.step()
                     for name, ema in self.ema.items():
                         ema.update(self.models[name])
-                    self._accumulate(metrics)
                     self._check_log_interval()
                     self._check_eval_interval()
                     self._check_save_interval()
@@ -399,8 +433,27 @@ class Trainer:
         for model in self.models.values():
             model.train(mode)
 
+    def _to_device(self, batch: Any) -> Any:
+        """Tensors of a batch (nested in dicts, lists, tuples) moved to the training device."""
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, Mapping):
+            return {key: self._to_device(value) for key, value in batch.items()}
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self._to_device(value) for value in batch)
+        return batch
+
+    def _log_batch_rule(self) -> None:
+        accum = self.optimizer_step.accum_steps
+        logger.info("world size %d x grad_accum_steps %d: each optimisation step sees %d batches of the "
+                    "per-process data.batch_size (the global batch); amp %s on %s", self.world_size, accum,
+                    self.world_size * accum, next(k for k, v in AMP_DTYPES.items() if v == self.amp_dtype),
+                    self.device)
+
     def _accumulate(self, metrics: Mapping[str, Any]) -> None:
         for name, value in metrics.items():
+            if value is None:  # e.g. the grad norm of a micro-batch that did not update
+                continue
             value = float(value)
             if not math.isfinite(value):
                 logger.warning("step %d: %s is %s", self.step, name, value)
@@ -421,6 +474,8 @@ class Trainer:
             return
         means = {name: total / count for name, (total, count) in self._log_sums.items()}
         means.update(self._learning_rates())
+        if self.optimizer_step.skipped_steps:
+            means["skipped_steps"] = float(self.optimizer_step.skipped_steps)
         self._log_sums = {}
         self._report("train", means)
 
@@ -460,8 +515,10 @@ class Trainer:
                 stack.enter_context(torch.no_grad())
                 for name, ema in self.ema.items():
                     stack.enter_context(ema.swapped_in(self.models[name]))
+                stack.enter_context(torch.autocast(self.device.type, dtype=self.amp_dtype,
+                                                   enabled=self.amp_dtype is not None))
                 for batch in self.valid_loader:
-                    for key, value in self.family.valid_step(batch).items():
+                    for key, value in self.family.valid_step(self._to_device(batch)).items():
                         sums[key] = sums.get(key, 0.0) + float(value)
                         counts[key] = counts.get(key, 0) + 1
         finally:
