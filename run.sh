@@ -29,6 +29,7 @@ model=vqvae             # model family: conf/<model>.yaml
 model_config=""         # family config (default: conf/<model>.yaml)
 train_overrides=""      # config overrides "section.key=value ..." (they become part of the tag)
 vocoder=griffinlim      # vocoder of stage 8
+ngpu=0                  # GPUs for training: 0 = CPU, 1 = one GPU, N > 1 = torchrun DDP on N GPUs
 convert_reconstruct=true # stage 8 also reconstructs every source with its own speaker
 
 # Options of the synth corpus.
@@ -79,6 +80,7 @@ Model options:
   --model-config        # family config (default="conf/<model>.yaml")
   --train-overrides     # "section.key=value ..." config overrides (default="${train_overrides}")
   --vocoder             # vocoder: griffinlim (default="${vocoder}")
+  --ngpu                # training GPUs; > 1 runs DistributedDataParallel via torchrun (default="${ngpu}")
   --convert-reconstruct # stage 8 also reconstructs each source (default="${convert_reconstruct}")
 Options of --corpus synth:
   --synth-speakers      # voices (default="${synth_speakers}")
@@ -243,9 +245,20 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   log "Stage 4: train ${model} (${model_config}${train_overrides:+, ${train_overrides}}) -> ${model_exp}"
   require_file "${dump_dir}/norm/logmel80/${train_set}/.done" "stage 3"
   log "Stage 4: see the progress in ${model_exp}/train.log (or ${model_exp}/log/train.log)"
+  if [ "${ngpu}" -eq 0 ]; then
+    _cmd=${train_cmd}
+    _train="train.py"
+  elif [ "${ngpu}" -eq 1 ]; then
+    _cmd="${cuda_cmd} --gpu 1"
+    _train="train.py --ngpu 1"
+  else
+    # One process per GPU; data.batch_size is per GPU, so the global batch grows with ngpu.
+    _cmd="${cuda_cmd} --gpu ${ngpu}"
+    _train="torchrun --standalone --nproc_per_node=${ngpu} $(command -v train.py) --ngpu 1"
+  fi
   # shellcheck disable=SC2086
-  ${cuda_cmd} "${model_exp}/log/train.log" \
-    train.py --config "${model_config}" ${_set_opts} --outdir "${model_exp}" \
+  ${_cmd} "${model_exp}/log/train.log" \
+    ${_train} --config "${model_config}" ${_set_opts} --outdir "${model_exp}" \
       --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" \
       --train-set "${train_set}" --valid-set "${dev_set}"
 fi

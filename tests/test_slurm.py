@@ -246,3 +246,58 @@ def test_bad_config_line_names_file_and_line(tmp_path):
     proc = run([SLURM_PL, "--config", conf, tmp_path / "x.log", "true"], recipe_env())
     assert proc.returncode == 1
     assert f"{conf} line 2: cannot parse 'option gpu -p gpu'" in proc.stderr
+
+
+# DDP through the cluster ---------------------------------------------------------------------
+
+def write_tiny_features(root):
+    """Random normalised features for 3 speakers x 4 train / 1 dev utterances: enough for train.py."""
+    from voiceswap.data.ark import ArkWriter
+
+    rng = np.random.default_rng(0)
+    for subset, count in (("train", 4), ("dev", 1)):
+        utts = [f"spk{s}-u{i}" for s in range(3) for i in range(count)]
+        data = root / "data" / subset
+        data.mkdir(parents=True)
+        (data / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in utts))
+        frames = {u: int(rng.integers(70, 90)) for u in utts}
+        for feat, dim in (("mfcc39", 39), ("logmel80", 80)):
+            out = root / "dump" / "norm" / feat / subset
+            with ArkWriter(out / "feats.ark", out / "feats.scp") as writer:
+                for utt in utts:
+                    writer[utt] = rng.standard_normal((frames[utt], dim)).astype(np.float32)
+            (out / "utt2num_frames").write_text("".join(f"{u} {frames[u]}\n" for u in utts))
+
+
+def train_command(root, outdir):
+    command = ["voiceswap/bin/train.py", "--config", "conf/vqvae.yaml", "--outdir", str(outdir),
+               "--feats-dir", str(root / "dump" / "norm"), "--data-dir", str(root / "data"), "--num-threads", "1"]
+    for override in ("model.hidden_dim=16", "model.residual_dim=8", "model.code_dim=8", "model.codebook_size=4",
+                     "model.speaker_dim=4", "data.batch_size=2", "data.crop_frames=32", "data.num_workers=0",
+                     "train.max_steps=4", "train.log_interval=2", "train.valid_interval=4", "train.save_interval=4"):
+        command += ["--set", override]
+    return command
+
+
+def test_ddp_training_under_slurm_pl_with_torchrun(slurm_cluster, job_conf, tmp_path):  # noqa: F811
+    write_tiny_features(tmp_path)
+    torchrun = [str(REPO_ROOT / ".venv" / "bin" / "torchrun"), "--standalone", "--nproc_per_node=2"]
+    proc = run([SLURM_PL, "--config", job_conf, "--num-threads", "2", tmp_path / "log" / "train.log",
+                *torchrun, *train_command(tmp_path, tmp_path / "exp")], slurm_cluster.env, timeout=300)
+    log = (tmp_path / "log" / "train.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    assert "world size 2 x grad_accum_steps 1" in log and "# Ended (code 0)" in log
+    assert (tmp_path / "exp" / "checkpoints" / "step_4.pt").exists()
+
+
+def test_ddp_ranks_from_srun(slurm_cluster, tmp_path):  # noqa: F811
+    """srun starts the 2 ranks itself: train.py takes them from SLURM_PROCID / SLURM_NTASKS."""
+    write_tiny_features(tmp_path)
+    python = str(REPO_ROOT / ".venv" / "bin" / "python")
+    proc = run(["srun", "--ntasks=2", "--cpus-per-task=1", "--kill-on-bad-exit=1", python,
+                *train_command(tmp_path, tmp_path / "exp")], slurm_cluster.env, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "world size 2 x grad_accum_steps 1" in proc.stderr
+    for rank in (0, 1):  # the ranks came from srun's SLURM_PROCID, not from torchrun
+        assert f"rank {rank}/2 joined the gloo process group" in proc.stderr
+    assert (tmp_path / "exp" / "checkpoints" / "step_4.pt").exists()
