@@ -1,0 +1,142 @@
+"""The HiFi-GAN vocoder family (stage 7): generator + (MPD, MSD) discriminator, LSGAN + feature matching + mel L1.
+
+Batch keys (a segment dataset, batch of ``B`` random segments of ``T`` frames, e.g. ``T = 52``
+frames = 8320 samples as in the seed):
+
+* ``mel`` ``(B, T, n_mels)`` float: natural-log mel frames as the features store them *before*
+  normalisation (``dump/raw/logmel80``; de-normalise if you start from ``dump/norm``), or, to
+  fine-tune on an acoustic model's output, its teacher-forced de-normalised predictions of the
+  same frames;
+* ``audio`` ``(B, T * hop_length)`` (or ``(B, 1, T * hop_length)``) float in [-1, 1]: the samples
+  ``[t0 * hop, (t0 + T) * hop)`` of the utterance whose frames ``t0 .. t0 + T - 1`` are ``mel``
+  (with our features, frame ``t`` is centred on sample ``t * hop + hop / 2``).
+
+The mel loss compares log-mels of the generated and of the real segment, both computed by
+:class:`~voiceswap.nets.vocoders.hifigan_losses.LogMelSpectrogram` with the ``features`` section's
+parameters (not the batch's ``mel``, whose frames at the segment edges saw audio outside it).
+
+Each ``train_step`` updates the discriminator on ``(audio, G(mel).detach())``, then the generator
+on ``adv + feature_matching_weight * fm + mel_weight * mel_l1`` (2 and 45 as published). During the
+generator's pass the discriminator's parameters do not require gradients, so its accumulated
+gradients are untouched (needed with ``train.grad_accum_steps`` > 1) and no time is spent on them.
+
+Learning rates decay by ``optim.lr_decay`` (0.999) every ``optim.lr_decay_steps`` steps (the seed
+decays once per epoch; the Trainer steps schedulers every step, so we use the per-step gamma
+``lr_decay ** (1 / lr_decay_steps)``, which matches at every epoch boundary).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+
+from voiceswap.nets.vocoders.hifigan import HiFiGANDiscriminator, HiFiGANGenerator
+from voiceswap.nets.vocoders.hifigan_losses import (
+    LogMelSpectrogram,
+    discriminator_adversarial_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    mel_l1_loss,
+)
+from voiceswap.train.registry import Family, register_family
+
+#: Keys of the ``features`` section (those of ``conf/feats/logmel80.yaml`` that define the mel).
+FEATURE_KEYS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "f_min", "f_max", "log_floor")
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)
+
+
+@register_family("hifigan")
+class HiFiGANFamily(Family):
+    """HiFi-GAN V1/V2-style vocoder; optimisers ``generator`` and ``discriminator`` (AdamW, 2e-4, (0.8, 0.99))."""
+
+    ema_targets = ["generator"]
+
+    def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
+        features = config["features"]
+        self.log_mel = LogMelSpectrogram(**{key: features[key] for key in FEATURE_KEYS})
+        self.hop_length = int(features["hop_length"])
+        losses = config.get("loss", {})
+        self.mel_weight = float(losses.get("mel_weight", 45.0))
+        self.feature_matching_weight = float(losses.get("feature_matching_weight", 2.0))
+        model = config["model"]
+        generator = HiFiGANGenerator(in_channels=features["n_mels"], hop_length=self.hop_length, **model["generator"])
+        return {"generator": generator, "discriminator": HiFiGANDiscriminator(**model["discriminator"])}
+
+    def optimizers(self, models, config):
+        optim = config["optim"]
+        # torch.optim.AdamW's default weight decay (0.01) is what the published code trained with.
+        return {name: torch.optim.AdamW(models[name].parameters(), lr=optim["lr"], betas=tuple(optim["betas"]),
+                                        weight_decay=optim["weight_decay"])
+                for name in ("generator", "discriminator")}
+
+    def schedulers(self, optimizers, config):
+        optim = config["optim"]
+        gamma = float(optim["lr_decay"]) ** (1.0 / int(optim["lr_decay_steps"]))
+        return {name: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma) for name, opt in optimizers.items()}
+
+    def _segments(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``mel (B, n_mels, T)`` and ``audio (B, 1, T * hop)`` from the batch, with the lengths checked."""
+        mel = batch["mel"].transpose(1, 2)
+        audio = batch["audio"]
+        if audio.dim() == 2:
+            audio = audio.unsqueeze(1)
+        if audio.shape[-1] != mel.shape[-1] * self.hop_length:
+            raise ValueError(f"audio segments have {audio.shape[-1]} samples but {mel.shape[-1]} mel frames need "
+                             f"{mel.shape[-1]} x {self.hop_length} = {mel.shape[-1] * self.hop_length}: cut the "
+                             "audio at frame boundaries (samples [t0 * hop, (t0 + T) * hop))")
+        return mel, audio
+
+    def _log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        if self.log_mel.mel.spectrogram.window.device != waveform.device:
+            self.log_mel = self.log_mel.to(waveform.device)
+        return self.log_mel(waveform)
+
+    def train_step(self, batch, step):
+        generator, discriminator = self.models["generator"], self.models["discriminator"]
+        mel, audio = self._segments(batch)
+        fake = generator(mel)
+        with torch.no_grad():
+            real_log_mel = self._log_mel(audio)
+
+        # Discriminator: real -> 1, generated -> 0.
+        outputs = discriminator(audio, fake.detach())
+        d_mpd = discriminator_adversarial_loss(outputs["mpd"][0], outputs["mpd"][1])
+        d_msd = discriminator_adversarial_loss(outputs["msd"][0], outputs["msd"][1])
+        d_loss = d_mpd + d_msd
+        metrics: Dict[str, float] = {"d_loss": d_loss.item(), "d_mpd": d_mpd.item(), "d_msd": d_msd.item()}
+        self._record_norm(metrics, "d_grad_norm", self.optimizer_step(d_loss, "discriminator"))
+
+        # Generator: fool the (just updated) discriminator, match its features and the mel.
+        plain_discriminator = _unwrap(discriminator)  # no DDP gradient sync for a pass that updates G only
+        flags = [p.requires_grad for p in plain_discriminator.parameters()]
+        plain_discriminator.requires_grad_(False)
+        try:
+            outputs = plain_discriminator(audio, fake)
+            adversarial = generator_adversarial_loss(outputs["mpd"][1]) + generator_adversarial_loss(outputs["msd"][1])
+            feature_matching = (feature_matching_loss(outputs["mpd"][2], outputs["mpd"][3])
+                                + feature_matching_loss(outputs["msd"][2], outputs["msd"][3]))
+            mel_l1 = mel_l1_loss(self._log_mel(fake), real_log_mel)
+            g_loss = adversarial + self.feature_matching_weight * feature_matching + self.mel_weight * mel_l1
+            g_norm = self.optimizer_step(g_loss, "generator")
+        finally:
+            for parameter, flag in zip(plain_discriminator.parameters(), flags):
+                parameter.requires_grad_(flag)
+        metrics.update({"loss": g_loss.item(), "g_adv": adversarial.item(), "g_fm": feature_matching.item(),
+                        "mel_l1": mel_l1.item()})
+        self._record_norm(metrics, "g_grad_norm", g_norm)
+        return metrics
+
+    @staticmethod
+    def _record_norm(metrics: Dict[str, float], name: str, norm: Optional[float]) -> None:
+        if norm is not None:  # None on accumulation micro-batches that do not update
+            metrics[name] = norm
+
+    @torch.no_grad()
+    def valid_step(self, batch):
+        mel, audio = self._segments(batch)
+        fake = self.models["generator"](mel)
+        return {"mel_l1": mel_l1_loss(self._log_mel(fake), self._log_mel(audio)).item()}
