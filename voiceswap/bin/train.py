@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 import voiceswap.families  # noqa: F401  (registers the families)
 from voiceswap.data.atomic import write_kaldi_map
-from voiceswap.data.dataset import BucketBatchSampler, FeatsDataset, collate_padded, make_spk2id, read_spk2id
-from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
+from voiceswap.data.dataset import read_spk2id
+from voiceswap.data.kaldi_dir import DataDirError
+from voiceswap.data.loaders import DimensionMismatch, build_loaders
 from voiceswap.train.config import ConfigError, apply_overrides, experiment_tag, load_config
 from voiceswap.train.distributed import init_distributed, shutdown, wrap_models
 from voiceswap.train.pretrained import SPK2ID
@@ -57,24 +57,6 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def stream_scps(config: dict, feats_dir: str, subset: str) -> dict:
-    data = config["data"]
-    return {"input": f"{feats_dir}/{data['input_feats']}/{subset}/feats.scp",
-            "target": f"{feats_dir}/{data['target_feats']}/{subset}/feats.scp"}
-
-
-def check_dims(config: dict, dataset: FeatsDataset) -> None:
-    """A model whose in/out dims differ from the features fails now, not at the first matmul."""
-    item = dataset[0]
-    for stream, key in (("input", "in_dim"), ("target", "out_dim")):
-        expected = config["model"].get(key)
-        actual = item[stream].shape[1]
-        if expected is not None and expected != actual:
-            feat = config["data"][f"{stream}_feats"]
-            raise ConfigError(f"model.{key} is {expected} but the {feat} features have dim {actual}: "
-                              f"use --set model.{key}={actual}")
-
-
 def write_spk2id(outdir: Path, spk2id: dict) -> None:
     path = outdir / SPK2ID
     if path.is_file() and read_spk2id(path) != spk2id:
@@ -96,15 +78,7 @@ def main() -> int:
             raise ConfigError("--outdir is required (the recipe uses exp/<tag>)")
         family = get_family(config["family"])()
         seed = config["train"]["seed"]
-        utt2spk_path = f"{args.data_dir}/{args.train_set}/utt2spk"
-        spk2id = make_spk2id(read_kaldi_map(utt2spk_path))
-        data = config["data"]
-        train_set = FeatsDataset(stream_scps(config, args.feats_dir, args.train_set), utt2spk_path, spk2id,
-                                 crop_frames=data["crop_frames"], seed=seed)
-        valid_set = FeatsDataset(stream_scps(config, args.feats_dir, args.valid_set),
-                                 f"{args.data_dir}/{args.valid_set}/utt2spk", spk2id)
-        check_dims(config, train_set)
-    except (ConfigError, DataDirError, UnknownFamilyError, KeyError) as error:
+    except (ConfigError, UnknownFamilyError, KeyError) as error:
         logging.error("%s", error)
         return 1
 
@@ -113,21 +87,21 @@ def main() -> int:
     torch.set_num_threads(args.num_threads or max(1, (os.cpu_count() or 1) // local_processes))
     if context.rank != 0:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 logs; the others only complain
+    try:
+        loaders = build_loaders(config, args.feats_dir, args.data_dir, args.train_set, args.valid_set,
+                                world_size=context.world_size, rank=context.rank,
+                                pin_memory=context.device.type == "cuda")
+    except (DataDirError, DimensionMismatch, ValueError) as error:
+        logging.error("%s", error)
+        shutdown()
+        return 1
+    spk2id = loaders.spk2id
     outdir = Path(args.outdir)
     if context.rank == 0:
         outdir.mkdir(parents=True, exist_ok=True)
         write_spk2id(outdir, spk2id)
-    ranks = dict(num_replicas=context.world_size, rank=context.rank)
-    train_sampler = BucketBatchSampler(train_set.num_frames, data["batch_size"], shuffle=True, seed=seed,
-                                       drop_last=context.is_distributed, **ranks,
-                                       accum_steps=config["train"].get("grad_accum_steps", 1))
-    train_loader = DataLoader(train_set, batch_sampler=train_sampler, collate_fn=collate_padded,
-                              num_workers=data["num_workers"], pin_memory=context.device.type == "cuda")
-    valid_loader = DataLoader(
-        valid_set, batch_sampler=BucketBatchSampler(valid_set.num_frames, data["batch_size"], shuffle=False, **ranks),
-        collate_fn=collate_padded, num_workers=0)
     logging.info("%s: %d train utterances, %d speakers, %d valid utterances", config["family"],
-                 len(train_set), len(spk2id), len(valid_set))
+                 len(loaders.train.dataset), len(spk2id), len(loaders.valid.dataset))
 
     torch.manual_seed(seed)  # the same initial weights for the same seed, on every rank
     models = family.build(config, num_speakers=len(spk2id))
@@ -137,7 +111,7 @@ def main() -> int:
     models = wrap_models(models, context)
     try:
         trainer = Trainer(family, models, optimizers, family.schedulers(optimizers, config),
-                          train_loader, valid_loader, config, outdir, rank=context.rank,
+                          loaders.train, loaders.valid, config, outdir, rank=context.rank,
                           world_size=context.world_size, device=context.device)
         if args.resume:
             trainer.resume()
