@@ -29,15 +29,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import soundfile
+
+from voiceswap.data.kaldi_dir import c_sorted, write_data_dir
 
 SPLITS = ("train", "dev", "eval")
 
@@ -55,9 +55,6 @@ class Utt:
     duration: float
 
 
-def c_sorted(items: Sequence[str]) -> List[str]:
-    """Sort like `LC_ALL=C sort`: by bytes, not by locale."""
-    return sorted(items, key=lambda item: item.encode("utf-8"))
 
 
 def find_root(db_dir: Path) -> Path:
@@ -197,17 +194,6 @@ def data_dir_files(utts: List[Utt]) -> Dict[str, List[str]]:
     return files
 
 
-def write_split(data_dir: Path, split: str, files: Dict[str, List[str]]) -> None:
-    """Write a data dir beside its place, then swap it in: a reader never sees half of one."""
-    final, tmp, old = data_dir / split, data_dir / f".{split}.tmp.{os.getpid()}", data_dir / f".{split}.old.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, lines in files.items():
-        (tmp / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -264,7 +250,7 @@ def prepare(args: argparse.Namespace) -> None:
     all_files["eval"]["pairs"] = conversion_pairs(splits["eval"], args.num_pair_utts)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
-        write_split(args.data_dir, name, all_files[name])
+        write_data_dir(args.data_dir / name, all_files[name])
         logging.info("%s: %d utterances, %d speakers", args.data_dir / name, len(all_files[name]["utt2spk"]),
                      len(all_files[name]["spk2utt"]))
     logging.info("%s: %d conversion pairs (non-parallel: no references)", args.data_dir / "eval" / "pairs",

@@ -22,13 +22,13 @@ Example:
 
 import argparse
 import logging
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import soundfile
+
+from voiceswap.data.kaldi_dir import c_sorted, write_data_dir
 
 import voices
 
@@ -39,9 +39,6 @@ class CorpusError(ValueError):
     """The corpus is missing, incomplete or too small for the asked splits."""
 
 
-def c_sorted(lines: Sequence[str]) -> List[str]:
-    """Sort like `LC_ALL=C sort`: by bytes, not by locale."""
-    return sorted(lines, key=lambda line: line.encode("utf-8"))
 
 
 def read_complete_stamp(db_dir: Path) -> Dict[str, str]:
@@ -160,21 +157,6 @@ def conversion_pairs(sentence_ids: Sequence[str], speakers: Sequence[str]) -> Li
     )
 
 
-def write_split(data_dir: Path, split: str, files: Dict[str, List[str]]) -> None:
-    """Write a data dir beside its place, then swap it in (old files of the split go)."""
-    final = data_dir / split
-    tmp = data_dir / f".{split}.tmp.{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for name, lines in files.items():
-        (tmp / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    old = data_dir / f".{split}.old.{os.getpid()}"
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -216,7 +198,7 @@ def main() -> None:
     all_files["eval"]["pairs"] = conversion_pairs(splits["eval"][: args.num_pair_sentences], speakers)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
-        write_split(args.data_dir, split, all_files[split])
+        write_data_dir(args.data_dir / split, all_files[split])
         logging.info(
             f"{args.data_dir / split}: {len(splits[split])} sentences x {len(speakers)} speakers "
             f"= {len(all_files[split]['utt2spk'])} utterances"

@@ -10,10 +10,11 @@ mono, non-empty and at the expected sample rate.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Mapping, Optional
 
 from voiceswap.data.atomic import write_kaldi_map
 from voiceswap.data.audio import AudioError, load_audio
@@ -27,8 +28,27 @@ class DataDirError(ValueError):
     """A data directory that breaks the Kaldi contract; the message says where and what to do."""
 
 
-def c_sorted(keys: List[str]) -> List[str]:
+def c_sorted(keys: Iterable[str]) -> List[str]:
+    """Sorted in C byte order (``LC_ALL=C sort``), the order Kaldi tools merge files in."""
     return sorted(keys, key=lambda key: key.encode())
+
+
+def write_data_dir(path: str | Path, files: Mapping[str, Iterable[str]]) -> None:
+    """Write a whole data dir (file name -> lines) beside its place, then swap it in.
+
+    A reader never sees half of a dir, and files of an older version that the new one lacks go.
+    """
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.tmp.{os.getpid()}")
+    old = final.with_name(f".{final.name}.old.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, lines in files.items():
+        (tmp / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_kaldi_map(path: str | Path, allow_empty_value: bool = False) -> "OrderedDict[str, str]":
