@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import make_data_dir, recipe_env, write_tone
-from voiceswap.data.audio import AudioError, load_audio
+from voiceswap.data.audio import load_audio
 from voiceswap.data.kaldi_dir import fix_data_dir, validate_data_dir
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import kaldiio
 import numpy as np

@@ -233,6 +233,7 @@ class Trainer:
         self.resumed_from: Optional[Path] = None
         self._log_sums: Dict[str, List[float]] = {}  # metric -> [sum, count] since the last log
         self._last_saved_step: Optional[int] = None
+        self._last_valid_step: Optional[int] = None
         self._resumed_step: Optional[int] = None
         self._tb_writer = None
         self._log_handler: Optional[logging.Handler] = None
@@ -377,6 +378,9 @@ class Trainer:
                     self._check_save_interval()
                     if bar is not None:
                         bar.update(1)
+            # The last step is always validated, so a run shorter than valid_interval still has
+            # a best.pt for the stages that read it.
+            self._check_eval_interval(force=True)
             self._save()
             if self.is_main:
                 logger.info("finished at step %d; best %s %s at step %s", self.step, self.conf["best_metric"],
@@ -479,9 +483,12 @@ class Trainer:
         self._log_sums = {}
         self._report("train", means)
 
-    def _check_eval_interval(self) -> None:
-        if self.valid_loader is None or self.step % self.conf["valid_interval"]:
+    def _check_eval_interval(self, force: bool = False) -> None:
+        if self.valid_loader is None or (self.step % self.conf["valid_interval"] and not force):
             return
+        if self._last_valid_step == self.step:
+            return
+        self._last_valid_step = self.step
         means = self.validate()
         self._report("valid", means)
         name = self.conf["best_metric"]
