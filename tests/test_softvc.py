@@ -176,9 +176,10 @@ def test_conf_softvc_builds_both_families():
     content_config = {**config, **config["content"]}
     head = get_family(content_config["family"])().build(content_config, num_speakers=8)["model"]
     assert config["model"]["in_dim"] == config["content"]["model"]["unit_dim"]
+    # Content features at 50 Hz (spkcmvn stacks 2 frames; HuBERT's stride is 20 ms) -> 50 Hz units -> 100 Hz mels.
     soft_units = head(torch.randn(1, 40, config["content"]["model"]["in_dim"]))
-    assert soft_units.shape == (1, 20, 256)
+    assert soft_units.shape == (1, 40 // config["content"]["model"]["downsample"], 256)
     acoustic.eval()
-    assert acoustic.generate(soft_units, torch.tensor([3])).shape == (1, 40, 80)
+    assert acoustic.generate(soft_units, torch.tensor([3])).shape == (1, 2 * soft_units.shape[1], 80)
     print(f"softvc small: acoustic model {sum(p.numel() for p in acoustic.parameters()) / 1e6:.2f}M, "
           f"unit head {sum(p.numel() for p in head.parameters()) / 1e6:.2f}M parameters")

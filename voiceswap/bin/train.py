@@ -7,6 +7,12 @@ nccl on GPUs, gloo on CPU); ``data.batch_size`` is per process, so the global ba
 ``batch_size x world size x train.grad_accum_steps`` (logged at the start). The resolved
 config (with the voiceswap version and git hash) and the speaker table ``spk2id`` are written to
 the outdir. ``--print-tag`` prints the experiment tag the recipe uses for exp/<tag> and exits.
+
+``--section content`` trains the sub-config ``config["content"]`` (a complete config of another
+family, e.g. Soft-VC's soft-unit head in stage 4), with the overrides applied to the whole file,
+so both stages of one experiment share one tag. ``--feats-scp NAME=TEMPLATE`` says where a feature
+that is not under ``--feats-dir`` lives (``{set}`` is replaced by the set name), e.g.
+``--feats-scp soft_units=dump/units/<tag>/{set}/vectors.scp``.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ngpu", type=int, default=0, help="GPUs per process group (0: CPU); one per process")
     parser.add_argument("--num-threads", type=int, default=None,
                         help="torch intra-op threads (default: the CPUs divided among local processes)")
+    parser.add_argument("--section", help="train this sub-config of --config (e.g. content)")
+    parser.add_argument("--feats-scp", action="append", default=[], metavar="NAME=TEMPLATE",
+                        help="feats.scp of feature NAME with {set} for the set name (repeatable)")
     parser.add_argument("--print-tag", action="store_true", help="print the experiment tag and exit")
     parser.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     return parser
@@ -62,6 +71,17 @@ def write_spk2id(outdir: Path, spk2id: dict) -> None:
     if path.is_file() and read_spk2id(path) != spk2id:
         raise DataDirError(f"{path} lists other speakers than this train set: use another --outdir")
     write_kaldi_map(path, ((spk, str(index)) for spk, index in spk2id.items()))
+
+
+def parse_feats_scps(values: list) -> dict:
+    """``["name=template", ...]`` -> ``{name: template}``."""
+    feats_scps = {}
+    for value in values:
+        name, sep, template = value.partition("=")
+        if not sep or not name or not template:
+            raise ConfigError(f"bad --feats-scp {value!r}: write NAME=TEMPLATE, e.g. soft_units=dump/units/x/{{set}}/vectors.scp")
+        feats_scps[name] = template
+    return feats_scps
 
 
 def main() -> int:
@@ -76,6 +96,11 @@ def main() -> int:
             return 0
         if not args.outdir:
             raise ConfigError("--outdir is required (the recipe uses exp/<tag>)")
+        if args.section:
+            if not isinstance(config.get(args.section), dict):
+                raise ConfigError(f"{args.config} has no section {args.section!r} to train")
+            config = config[args.section]
+        feats_scps = parse_feats_scps(args.feats_scp)
         family = get_family(config["family"])()
         seed = config["train"]["seed"]
     except (ConfigError, UnknownFamilyError, KeyError) as error:
@@ -90,9 +115,12 @@ def main() -> int:
     try:
         loaders = build_loaders(config, args.feats_dir, args.data_dir, args.train_set, args.valid_set,
                                 world_size=context.world_size, rank=context.rank,
-                                pin_memory=context.device.type == "cuda")
+                                pin_memory=context.device.type == "cuda", feats_scps=feats_scps)
     except (DataDirError, DimensionMismatch, ValueError) as error:
-        logging.error("%s", error)
+        message = str(error)
+        if args.section:  # the override that fixes it lives in the section
+            message = message.replace("--set model.", f"--set {args.section}.model.")
+        logging.error("%s", message)
         shutdown()
         return 1
     spk2id = loaders.spk2id
@@ -104,7 +132,12 @@ def main() -> int:
                  len(loaders.train.dataset), len(spk2id), len(loaders.valid.dataset))
 
     torch.manual_seed(seed)  # the same initial weights for the same seed, on every rank
-    models = family.build(config, num_speakers=len(spk2id))
+    try:
+        models = family.build(config, num_speakers=len(spk2id))
+    except ValueError as error:  # a model config that cannot work (e.g. HiFi-GAN upsampling vs hop)
+        logging.error("%s: %s", args.config, error)
+        shutdown()
+        return 1
     # Optimisers see the plain parameters; DDP wraps the same tensors after moving them.
     models = {name: model.to(context.device) for name, model in models.items()}
     optimizers = family.optimizers(models, config)

@@ -31,10 +31,16 @@ def make_spk2id(utt2spk: Mapping[str, str]) -> Dict[str, int]:
 class FeatsDataset(Dataset):
     """Utterances present in every given feats.scp, with their speaker id.
 
-    ``streams`` maps a name (e.g. ``"input"``, ``"target"``) to a feats.scp; the streams of one
-    utterance must have the same number of frames (our features share hop and padding), and are
-    cropped at the same offset. Items are dicts of ``utt``, ``speaker`` (int) and one
-    ``(frames, dim)`` float tensor per stream.
+    ``streams`` maps a name (e.g. ``"input"``, ``"target"``) to a feats.scp. Streams may have
+    different frame rates that are integer multiples of the slowest one (e.g. 50 Hz units and
+    100 Hz mels): ``frame_ratios`` gives each stream's rate relative to the slowest (``{"input": 1,
+    "target": 2}``); None infers it from the total frame counts of the set (equal counts: ratio 1
+    everywhere, the common case of features that share hop and padding). The streams of one
+    utterance must cover the same time to within one frame of the slowest stream, and crops are
+    aligned in time: ``crop_frames`` counts frames of the fastest stream (keep it a multiple of the
+    largest ratio); stream ``s`` gets ``crop_frames * ratio_s / max_ratio`` frames from the same
+    instant. Items are dicts of ``utt``, ``speaker`` (int) and one ``(frames, dim)`` float tensor
+    per stream (Kaldi vectors, e.g. unit ids, become ``(frames, 1)`` columns).
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class FeatsDataset(Dataset):
         spk2id: Mapping[str, int],
         crop_frames: Optional[int] = None,
         seed: int = 0,
+        frame_ratios: Optional[Mapping[str, int]] = None,
     ):
         self.stream_names = list(streams)
         self.scp_paths = {name: str(path) for name, path in streams.items()}
@@ -63,20 +70,43 @@ class FeatsDataset(Dataset):
                 "a model can only produce speakers it was trained on"
             )
         self.speakers = [spk2id[utt2spk[u]] for u in self.utts]
-        self.num_frames = self._read_num_frames()
+        self.stream_frames = {name: self._read_num_frames(name) for name in self.stream_names}
+        self.num_frames = self.stream_frames[self.stream_names[0]]
+        self.frame_ratios = dict(frame_ratios) if frame_ratios is not None else self._infer_ratios()
+        missing = set(self.stream_names) - set(self.frame_ratios)
+        if missing:
+            raise ValueError(f"frame_ratios {self.frame_ratios} has no ratio for stream(s) {sorted(missing)}")
+        self.max_ratio = max(self.frame_ratios.values())
         self.crop_frames = crop_frames
         self.seed = seed
         self.epoch = 0
         self._loaders: Optional[Dict[str, Mapping]] = None
 
-    def _read_num_frames(self) -> List[int]:
-        first = Path(self.scp_paths[self.stream_names[0]])
-        utt2num_frames = first.parent / "utt2num_frames"
+    def _read_num_frames(self, name: str) -> List[int]:
+        scp = Path(self.scp_paths[name])
+        utt2num_frames = scp.parent / "utt2num_frames"
         if utt2num_frames.is_file():
             table = read_kaldi_map(utt2num_frames)
-            return [int(table[u]) for u in self.utts]
-        loader = kaldiio.load_scp(str(first))
+            if all(u in table for u in self.utts):
+                return [int(table[u]) for u in self.utts]
+        loader = kaldiio.load_scp(str(scp))
         return [loader[u].shape[0] for u in self.utts]
+
+    def _infer_ratios(self) -> Dict[str, int]:
+        """Each stream's frame rate relative to the slowest, from the set's total frames (integers only)."""
+        totals = {name: sum(frames) for name, frames in self.stream_frames.items()}
+        slowest = min(totals.values())
+        ratios = {}
+        for name, total in totals.items():
+            ratio = total / max(slowest, 1)
+            rounded = max(1, round(ratio))
+            # Rounding at utterance ends (at most a frame of the slowest stream each) keeps the ratio
+            # within a few per cent of an integer; anything else is not a pair of aligned streams.
+            if abs(ratio - rounded) > 0.1 * rounded:
+                raise DataDirError(f"stream '{name}' ({self.scp_paths[name]}) has {ratio:.2f} times the frames of the "
+                                   "slowest stream: frame rates must be integer multiples of each other")
+            ratios[name] = rounded
+        return ratios
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -84,30 +114,43 @@ class FeatsDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utts)
 
-    def _crop_offset(self, index: int, frames: int) -> int:
-        if self.crop_frames is None or frames <= self.crop_frames:
+    def _crop_offset(self, index: int, frames: int, crop: int) -> int:
+        """Offset in frames of the slowest stream (rate 1); ``frames`` and ``crop`` count those too."""
+        if self.crop_frames is None or frames <= crop:
             return 0
         key = f"{self.seed}:{self.epoch}:{self.utts[index]}".encode()
-        return zlib.crc32(key) % (frames - self.crop_frames + 1)
+        return zlib.crc32(key) % (frames - crop + 1)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
         if self._loaders is None:  # opened lazily so every DataLoader worker has its own handles
             self._loaders = {name: kaldiio.load_scp(path) for name, path in self.scp_paths.items()}
         utt = self.utts[index]
         matrices = {name: self._loaders[name][utt] for name in self.stream_names}
-        frames = {m.shape[0] for m in matrices.values()}
-        if len(frames) != 1:
-            raise DataDirError(f"utterance '{utt}': streams have different frame counts {sorted(frames)}")
-        offset = self._crop_offset(index, frames.pop())
-        end = None if self.crop_frames is None else offset + self.crop_frames
+        # Duration of every stream in frames of the slowest one; they must agree to within a frame.
+        durations = {name: m.shape[0] / self.frame_ratios[name] for name, m in matrices.items()}
+        if max(durations.values()) - min(durations.values()) >= 1:
+            counts = sorted({m.shape[0] for m in matrices.values()})
+            raise DataDirError(f"utterance '{utt}': streams have different frame counts {counts}"
+                               + (f" for frame ratios {self.frame_ratios}" if self.max_ratio > 1 else ""))
+        base_frames = min(m.shape[0] // self.frame_ratios[name] for name, m in matrices.items())
+        crop = None if self.crop_frames is None else max(1, self.crop_frames // self.max_ratio)
+        offset = self._crop_offset(index, base_frames, crop) if crop is not None else 0
         item: Dict[str, object] = {"utt": utt, "speaker": self.speakers[index]}
         for name, matrix in matrices.items():
-            item[name] = torch.from_numpy(np.array(matrix[offset:end], dtype=np.float32))  # a writable copy
+            ratio = self.frame_ratios[name]
+            end = None if crop is None else (offset + crop) * ratio
+            cropped = np.array(matrix[offset * ratio : end], dtype=np.float32)  # a writable copy
+            item[name] = torch.from_numpy(cropped.reshape(len(cropped), -1))  # vectors -> (frames, 1)
         return item
 
 
 def collate_padded(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
-    """Pad every stream to the longest item; ``mask`` is True on real frames, ``(B, T)``."""
+    """Pad every stream to its longest item; ``mask`` is True on real frames, ``(B, T)``.
+
+    ``lengths`` and ``mask`` are those of the first stream. A stream whose lengths differ from the
+    first's (another frame rate) is padded to its own longest item and gets its own
+    ``<name>_lengths`` and ``<name>_mask``.
+    """
     stream_names = [k for k, v in items[0].items() if isinstance(v, torch.Tensor)]
     lengths = torch.tensor([items[i][stream_names[0]].shape[0] for i in range(len(items))])
     max_frames = int(lengths.max())
@@ -118,8 +161,13 @@ def collate_padded(items: Sequence[Dict[str, object]]) -> Dict[str, object]:
         "mask": torch.arange(max_frames)[None, :] < lengths[:, None],
     }
     for name in stream_names:
+        stream_lengths = torch.tensor([item[name].shape[0] for item in items])
+        stream_max = int(stream_lengths.max())
+        if not torch.equal(stream_lengths, lengths):
+            batch[f"{name}_lengths"] = stream_lengths
+            batch[f"{name}_mask"] = torch.arange(stream_max)[None, :] < stream_lengths[:, None]
         dim = items[0][name].shape[1]
-        padded = torch.zeros(len(items), max_frames, dim)
+        padded = torch.zeros(len(items), stream_max, dim)
         for i, item in enumerate(items):
             padded[i, : item[name].shape[0]] = item[name]
         batch[name] = padded

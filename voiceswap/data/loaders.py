@@ -3,27 +3,47 @@
 A config's ``data`` section names the feature streams (``input_feats``, ``target_feats``: dirs
 under ``<feats_dir>/<feat>/<set>/feats.scp``), the crop length, the per-process batch size and the
 loader workers. bin/train.py and the benchmarks build their loaders here, so both see the same data.
+
+A feature that does not live under ``feats_dir`` (units of an experiment, content features) is
+located by ``feats_scps``: ``{feat: template}`` with ``{set}`` in the template, e.g.
+``{"soft_units": "dump/units/<tag>/{set}/vectors.scp"}`` (``train.py --feats-scp``). Streams may
+have different frame rates (see :class:`~voiceswap.data.dataset.FeatsDataset`).
+
+``data.dataset: mel_audio_segments`` (vocoders) builds aligned (log-mel, waveform) segments
+instead: ``<feats_dir>/<data.feats>/<set>/feats.scp`` (the features *before* normalisation, so the
+recipe passes ``dump/raw``) with ``<data_dir>/<set>/wav.scp``; the config's ``features`` section
+must match the features' ``feats_config.yaml``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping
+from pathlib import Path
+from typing import Dict, Mapping, Optional
 
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from voiceswap.data.dataset import BucketBatchSampler, FeatsDataset, collate_padded, make_spk2id
-from voiceswap.data.kaldi_dir import read_kaldi_map
+from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
+from voiceswap.data.segments import MelAudioSegmentDataset, check_mel_config, collate_segments
 
 
 class DimensionMismatch(ValueError):
     """A model's configured in/out dims differ from the features it is given."""
 
 
-def stream_scps(config: Mapping, feats_dir: str, subset: str) -> Dict[str, str]:
+def feats_scp(feat: str, feats_dir: str, subset: str, feats_scps: Optional[Mapping[str, str]] = None) -> str:
+    """Where feature ``feat`` of ``subset`` is: a ``feats_scps`` template, else ``<feats_dir>/<feat>/<subset>/feats.scp``."""
+    if feats_scps and feat in feats_scps:
+        return feats_scps[feat].replace("{set}", subset)
+    return f"{feats_dir}/{feat}/{subset}/feats.scp"
+
+
+def stream_scps(config: Mapping, feats_dir: str, subset: str,
+                feats_scps: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     data = config["data"]
-    return {"input": f"{feats_dir}/{data['input_feats']}/{subset}/feats.scp",
-            "target": f"{feats_dir}/{data['target_feats']}/{subset}/feats.scp"}
+    return {"input": feats_scp(data["input_feats"], feats_dir, subset, feats_scps),
+            "target": feats_scp(data["target_feats"], feats_dir, subset, feats_scps)}
 
 
 def check_dims(config: Mapping, dataset: FeatsDataset) -> None:
@@ -46,14 +66,24 @@ class Loaders:
 
 
 def build_loaders(config: Mapping, feats_dir: str, data_dir: str, train_set: str = "train",
-                  valid_set: str = "dev", world_size: int = 1, rank: int = 0, pin_memory: bool = False) -> Loaders:
+                  valid_set: str = "dev", world_size: int = 1, rank: int = 0, pin_memory: bool = False,
+                  feats_scps: Optional[Mapping[str, str]] = None) -> Loaders:
     """Loaders whose speaker ids come from the train set's utt2spk (sorted speaker names)."""
     data, seed = config["data"], config["train"]["seed"]
     utt2spk_path = f"{data_dir}/{train_set}/utt2spk"
     spk2id = make_spk2id(read_kaldi_map(utt2spk_path))
-    train_data = FeatsDataset(stream_scps(config, feats_dir, train_set), utt2spk_path, spk2id,
+    kind = data.get("dataset", "feats")
+    if kind == "mel_audio_segments":
+        return _segment_loaders(config, feats_dir, data_dir, train_set, valid_set, spk2id, world_size, rank,
+                                pin_memory, feats_scps)
+    if kind != "feats":
+        raise ValueError(f"data.dataset is {kind!r}; use feats (feature streams) or mel_audio_segments (vocoders)")
+    train_data = FeatsDataset(stream_scps(config, feats_dir, train_set, feats_scps), utt2spk_path, spk2id,
                               crop_frames=data["crop_frames"], seed=seed)
-    valid_data = FeatsDataset(stream_scps(config, feats_dir, valid_set), f"{data_dir}/{valid_set}/utt2spk", spk2id)
+    # Validation reads whole utterances with the train set's frame ratios (a small set could round otherwise).
+    valid_data = FeatsDataset(stream_scps(config, feats_dir, valid_set, feats_scps), f"{data_dir}/{valid_set}/utt2spk",
+                              spk2id, frame_ratios={"input": train_data.frame_ratios["input"],
+                                                    "target": train_data.frame_ratios["target"]})
     check_dims(config, train_data)
     ranks = dict(num_replicas=world_size, rank=rank)
     train_sampler = BucketBatchSampler(train_data.num_frames, data["batch_size"], shuffle=True, seed=seed,
@@ -64,4 +94,45 @@ def build_loaders(config: Mapping, feats_dir: str, data_dir: str, train_set: str
     valid = DataLoader(valid_data, batch_sampler=BucketBatchSampler(valid_data.num_frames, data["batch_size"],
                                                                     shuffle=False, **ranks),
                        collate_fn=collate_padded, num_workers=0)
+    return Loaders(train, valid, spk2id)
+
+
+def _segment_loaders(config: Mapping, feats_dir: str, data_dir: str, train_set: str, valid_set: str,
+                     spk2id: Dict[str, int], world_size: int, rank: int, pin_memory: bool,
+                     feats_scps: Optional[Mapping[str, str]]) -> Loaders:
+    """Aligned (log-mel, waveform) segment loaders of a vocoder config (``data.feats``, ``features``)."""
+    data, features, seed = config["data"], config["features"], config["train"]["seed"]
+
+    def dataset(subset: str, max_utts: Optional[int] = None) -> MelAudioSegmentDataset:
+        scp = feats_scp(data["feats"], feats_dir, subset, feats_scps)
+        stored = Path(scp).parent / "feats_config.yaml"
+        if not stored.is_file():
+            raise DataDirError(f"{stored} not found: a vocoder trains on the features of stage 2 "
+                               f"(<dump>/raw/{data['feats']}), which keep their feats_config.yaml")
+        check_mel_config(features, stored, "the vocoder config's features section")
+        return MelAudioSegmentDataset(scp, f"{data_dir}/{subset}/wav.scp", f"{data_dir}/{subset}/utt2spk", spk2id,
+                                      segment_frames=int(data["segment_frames"]),
+                                      hop_length=int(features["hop_length"]),
+                                      sample_rate=int(features["sample_rate"]),
+                                      log_floor=float(features["log_floor"]), seed=seed, max_utts=max_utts)
+
+    train_data = dataset(train_set)
+    valid_data = dataset(valid_set, data.get("valid_max_utts"))
+    first = train_data[0]
+    if first["mel"].shape[1] != features["n_mels"]:
+        raise DimensionMismatch(f"features.n_mels is {features['n_mels']} but the {data['feats']} features have dim "
+                                f"{first['mel'].shape[1]}: use --set features.n_mels={first['mel'].shape[1]}")
+    batch_size = int(data["batch_size"])
+    if len(train_data) < batch_size * world_size:
+        raise ValueError(f"{len(train_data)} train utterances make no batch of {batch_size} x {world_size} processes: "
+                         "use a smaller data.batch_size")
+    # DistributedSampler (also for one process) reshuffles per epoch through set_epoch(), which the
+    # Trainer calls: the order is a function of (seed, epoch), as resuming needs.
+    train_sampler = DistributedSampler(train_data, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                       drop_last=True)
+    train = DataLoader(train_data, batch_size=batch_size, sampler=train_sampler, drop_last=True,
+                       collate_fn=collate_segments, num_workers=data["num_workers"], pin_memory=pin_memory)
+    valid_sampler = DistributedSampler(valid_data, num_replicas=world_size, rank=rank, shuffle=False)
+    valid = DataLoader(valid_data, batch_size=batch_size, sampler=valid_sampler, collate_fn=collate_segments,
+                       num_workers=0)
     return Loaders(train, valid, spk2id)
