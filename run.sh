@@ -10,7 +10,7 @@ log() {
 
 # General options.
 stage=0                 # first stage to run
-stop_stage=8            # last stage to run
+stop_stage=10           # last stage to run
 corpus=synth            # corpus to prepare
 nj=2                    # parallel jobs of the data stages
 tag=""                  # experiment tag for exp/<tag> (used by the model stages, 4 and up)
@@ -28,9 +28,19 @@ eval_set=eval
 model=vqvae             # model family: conf/<model>.yaml
 model_config=""         # family config (default: conf/<model>.yaml)
 train_overrides=""      # config overrides "section.key=value ..." (they become part of the tag)
-vocoder=griffinlim      # vocoder of stage 8
+vocoder=griffinlim      # vocoder of stage 8: griffinlim (no training) or hifigan (trained in stage 7)
+vocoder_config=""       # vocoder config (default: conf/vocoder/<vocoder>_small.yaml)
+vocoder_overrides=""    # "section.key=value ..." overrides of the vocoder config, e.g. "train.max_steps=2000"
+vocoder_dir=""          # the trained vocoder, shared by every model (default: <exp-dir>/vocoder_<vocoder>_<corpus>)
+hubert_checkpoint=""    # softvc with content.features.kind=hubert: a local HuBERT checkpoint (empty: download HUBERT_BASE)
 ngpu=0                  # GPUs for training: 0 = CPU, 1 = one GPU, N > 1 = torchrun DDP on N GPUs
 convert_reconstruct=true # stage 8 also reconstructs every source with its own speaker
+
+# Scoring options (stages 9-10).
+score_max_pairs=0       # score at most this many conversion pairs (0: all)
+score_opts=""           # extra options of voiceswap/bin/score.py, e.g. "--mos-max-pairs 80 --measures emb,clf,mcep,f0"
+classifier_overrides="" # "section.key=value ..." overrides of conf/speaker_classifier.yaml (the judge of stage 9)
+results=""              # corpus results table of stage 10 (default: RESULTS.md beside the exp dir)
 
 # Options of the synth corpus.
 synth_speakers="slt rms awb kal ked esf2 esm7 sltw" # voices (see local/synth/synthesize.py)
@@ -56,10 +66,14 @@ Stages:
   2: features (log-mel, MFCC-39) in \${nj} jobs               -> \${dump_dir}/raw/<feat>/<set>
   3: global/per-speaker statistics + normalisation          -> \${dump_dir}/stats, \${dump_dir}/norm
   4: train the model (vqvae: encoder, codebook and decoder)  -> \${exp_dir}/<tag>
-  5: dump units (vqvae: code indices and vectors)           -> \${dump_dir}/units/<tag>/<set>
-  6: train the conversion model (vqvae: trained in stage 4)
-  7: train the vocoder (griffinlim: nothing to train)
+     (softvc: content features, k-means, soft-unit head)    -> \${dump_dir}/content, \${exp_dir}/<tag>/content
+  5: dump units (vqvae: code indices and vectors;           -> \${dump_dir}/units/<tag>/<set>
+     softvc: k-means ids, soft units)
+  6: train the conversion model (vqvae: trained in stage 4;  softvc: the acoustic model -> \${exp_dir}/<tag>)
+  7: train the vocoder (griffinlim: nothing to train; hifigan -> \${exp_dir}/vocoder_hifigan_<corpus>)
   8: convert the eval pairs, reconstruct their sources      -> \${exp_dir}/<tag>/convert
+  9: score: the metric suite (+ the speaker classifier)     -> \${exp_dir}/<tag>/scores
+ 10: plots and the results table of every experiment        -> \${exp_dir}/<tag>/plots, RESULTS.md
 Options:
   --stage               # first stage (default="${stage}")
   --stop-stage          # last stage (default="${stop_stage}")
@@ -79,9 +93,18 @@ Model options:
   --model               # model family (default="${model}")
   --model-config        # family config (default="conf/<model>.yaml")
   --train-overrides     # "section.key=value ..." config overrides (default="${train_overrides}")
-  --vocoder             # vocoder: griffinlim (default="${vocoder}")
+  --vocoder             # vocoder: griffinlim or hifigan (default="${vocoder}")
+  --vocoder-config      # vocoder config (default: conf/vocoder/<vocoder>_small.yaml)
+  --vocoder-overrides   # "section.key=value ..." vocoder config overrides, e.g. "train.max_steps=2000"
+  --vocoder-dir         # trained vocoder dir (default: \${exp_dir}/vocoder_<vocoder>_<corpus>)
+  --hubert-checkpoint   # softvc + HuBERT content features: local checkpoint (default: download HUBERT_BASE)
   --ngpu                # training GPUs; > 1 runs DistributedDataParallel via torchrun (default="${ngpu}")
   --convert-reconstruct # stage 8 also reconstructs each source (default="${convert_reconstruct}")
+Scoring options:
+  --score-max-pairs     # score at most this many conversion pairs, 0: all (default="${score_max_pairs}")
+  --score-opts          # extra options of score.py (default="${score_opts}")
+  --classifier-overrides # overrides of conf/speaker_classifier.yaml (default="${classifier_overrides}")
+  --results             # results table (default: RESULTS.md beside \${exp_dir})
 Options of --corpus synth:
   --synth-speakers      # voices (default="${synth_speakers}")
   --num-sentences       # sentences per voice (default="${num_sentences}")
@@ -113,7 +136,15 @@ if [ ! -f "${model_config}" ]; then
 fi
 case "${vocoder}" in
   griffinlim) ;;
-  *) log "Error: unknown vocoder '${vocoder}'; valid vocoders: griffinlim"; exit 2 ;;
+  hifigan)
+    [ -n "${vocoder_config}" ] || vocoder_config=conf/vocoder/${vocoder}_small.yaml
+    [ -n "${vocoder_dir}" ] || vocoder_dir=${exp_dir}/vocoder_${vocoder}_${corpus}
+    if [ ! -f "${vocoder_config}" ]; then
+      log "Error: no vocoder config ${vocoder_config}; configs: $(cd conf/vocoder && ls ./*.yaml | sed 's|^\./|conf/vocoder/|' | tr '\n' ' ')"
+      exit 2
+    fi
+    ;;
+  *) log "Error: unknown vocoder '${vocoder}'; valid vocoders: griffinlim hifigan"; exit 2 ;;
 esac
 sets="${train_set} ${dev_set} ${eval_set}"
 
@@ -141,6 +172,21 @@ require_file() {
   if [ ! -f "$1" ]; then
     log "Error: $1 is missing: run $2 first (e.g. ./run.sh --stage ${2#stage } --stop-stage ${2#stage })"
     exit 1
+  fi
+}
+
+set_train_launcher() {
+  # Sets _cmd (the job dispatcher) and _train (the train.py command) for --ngpu.
+  if [ "${ngpu}" -eq 0 ]; then
+    _cmd=${train_cmd}
+    _train="train.py"
+  elif [ "${ngpu}" -eq 1 ]; then
+    _cmd="${cuda_cmd} --gpu 1"
+    _train="train.py --ngpu 1"
+  else
+    # One process per GPU; data.batch_size is per GPU, so the global batch grows with ngpu.
+    _cmd="${cuda_cmd} --gpu ${ngpu}"
+    _train="torchrun --standalone --nproc_per_node=${ngpu} $(command -v train.py) --ngpu 1"
   fi
 }
 
@@ -238,52 +284,136 @@ if [ ${stop_stage} -ge 4 ]; then
   [ -n "${tag}" ] || tag=$(train.py --config "${model_config}" ${_set_opts} --print-tag)
   model_exp=${exp_dir}/${tag}
   log "Experiment: ${model_exp} (tag ${tag})"
+  # The stage that writes the model stage 8 converts with (and its spk2id).
+  model_stage="stage 4"
+  if [ "${model}" = softvc ]; then
+    model_stage="stage 6"
+    # Content features are shared by every experiment with the same content.features (and checkpoint).
+    # shellcheck disable=SC2086
+    content_dir=${dump_dir}/content/$(extract_content.py --config "${model_config}" ${_set_opts} \
+      --hubert-checkpoint "${hubert_checkpoint}" --print-name)
+    units_dir=${dump_dir}/units/${tag}
+    # Where train.py / convert.py find the feature names of conf/softvc*.yaml ({set}: the set).
+    softvc_unit_scps="--feats-scp soft_units=${units_dir}/{set}/vectors.scp --feats-scp discrete_units=${units_dir}/{set}/discrete.scp"
+  fi
 fi
 
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   log "Stage 4: train ${model} (${model_config}${train_overrides:+, ${train_overrides}}) -> ${model_exp}"
   require_file "${dump_dir}/norm/logmel80/${train_set}/.done" "stage 3"
-  log "Stage 4: see the progress in ${model_exp}/train.log (or ${model_exp}/log/train.log)"
-  if [ "${ngpu}" -eq 0 ]; then
-    _cmd=${train_cmd}
-    _train="train.py"
-  elif [ "${ngpu}" -eq 1 ]; then
-    _cmd="${cuda_cmd} --gpu 1"
-    _train="train.py --ngpu 1"
+  set_train_launcher
+  if [ "${model}" = softvc ]; then
+    # (a) Content features of every set (content.features of the config).
+    for _set in ${sets}; do
+      _out=${content_dir}/${_set}
+      _inputs="${data_dir}/${_set}/wav.scp"
+      for _feat in ${feats}; do
+        _inputs+=" ${dump_dir}/norm/${_feat}/${_set}/.done"
+      done
+      [ -z "${hubert_checkpoint}" ] || _inputs+=" ${hubert_checkpoint}"
+      # shellcheck disable=SC2086
+      if ! ${force} && stamp.py check "${_out}" --text "${content_dir}" ${_inputs}; then
+        log "Stage 4: ${_out} is up to date; skipping"
+        continue
+      fi
+      log "Stage 4: content features $(basename "${content_dir}") of ${_set} -> ${_out}"
+      # shellcheck disable=SC2086
+      ${train_cmd} "${_out}/log/extract_content.log" \
+        extract_content.py --config "${model_config}" ${_set_opts} --hubert-checkpoint "${hubert_checkpoint}" \
+          --data-dir "${data_dir}" --dump-dir "${dump_dir}" "${_set}" "${_out}"
+      # shellcheck disable=SC2086
+      stamp.py write "${_out}" --text "${content_dir}" ${_inputs}
+    done
+    # (b) k-means on the train set's content features; its ids of train and dev are the head's targets.
+    _km=${model_exp}/content/kmeans
+    if ! ${force} && stamp.py check "${_km}" --text "${_set_opts}" "${content_dir}/${train_set}/.done" \
+        "${content_dir}/${dev_set}/.done"; then
+      log "Stage 4: ${_km} is up to date; skipping"
+    else
+      log "Stage 4: k-means on ${content_dir}/${train_set} -> ${_km}"
+      # shellcheck disable=SC2086
+      ${train_cmd} "${_km}/log/fit.log" \
+        kmeans_units.py fit --config "${model_config}" ${_set_opts} "${content_dir}/${train_set}/feats.scp" "${_km}/model.npz"
+      for _set in ${train_set} ${dev_set}; do
+        ${train_cmd} "${_km}/log/apply.${_set}.log" \
+          kmeans_units.py apply --name units "${_km}/model.npz" "${content_dir}/${_set}/feats.scp" "${_km}/${_set}"
+      done
+      stamp.py write "${_km}" --text "${_set_opts}" "${content_dir}/${train_set}/.done" "${content_dir}/${dev_set}/.done"
+    fi
+    # (c) The soft-unit head (config section content) learns to predict the k-means ids.
+    log "Stage 4: train the soft-unit head -> ${model_exp}/content; see the progress in ${model_exp}/content/log/train.log"
+    # shellcheck disable=SC2086
+    ${_cmd} "${model_exp}/content/log/train.log" \
+      ${_train} --config "${model_config}" ${_set_opts} --section content --outdir "${model_exp}/content" \
+        --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" --train-set "${train_set}" --valid-set "${dev_set}" \
+        --feats-scp "content=${content_dir}/{set}/feats.scp" --feats-scp "kmeans=${_km}/{set}/units.scp"
   else
-    # One process per GPU; data.batch_size is per GPU, so the global batch grows with ngpu.
-    _cmd="${cuda_cmd} --gpu ${ngpu}"
-    _train="torchrun --standalone --nproc_per_node=${ngpu} $(command -v train.py) --ngpu 1"
+    log "Stage 4: see the progress in ${model_exp}/train.log (or ${model_exp}/log/train.log)"
+    # shellcheck disable=SC2086
+    ${_cmd} "${model_exp}/log/train.log" \
+      ${_train} --config "${model_config}" ${_set_opts} --outdir "${model_exp}" \
+        --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" \
+        --train-set "${train_set}" --valid-set "${dev_set}"
   fi
-  # shellcheck disable=SC2086
-  ${_cmd} "${model_exp}/log/train.log" \
-    ${_train} --config "${model_config}" ${_set_opts} --outdir "${model_exp}" \
-      --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" \
-      --train-set "${train_set}" --valid-set "${dev_set}"
 fi
 
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   log "Stage 5: dump ${model} units -> ${dump_dir}/units/${tag}/<set>"
-  require_file "${model_exp}/spk2id" "stage 4"
-  for _set in ${sets}; do
-    _out=${dump_dir}/units/${tag}/${_set}
-    _ckpt=$(readlink -f "${model_exp}/checkpoints/best.pt")
-    if ! ${force} && stamp.py check "${_out}" --text "${_ckpt}" "${_ckpt}" "${data_dir}/${_set}/utt2spk"; then
-      log "Stage 5: ${_out} is up to date; skipping"
-      continue
-    fi
-    ${decode_cmd} "${model_exp}/log/dump_units.${_set}.log" \
-      dump_units.py --model-dir "${model_exp}" --dump-dir "${dump_dir}" "${_set}" "${_out}"
-    stamp.py write "${_out}" --text "${_ckpt}" "${_ckpt}" "${data_dir}/${_set}/utt2spk"
-  done
+  if [ "${model}" = softvc ]; then
+    # k-means ids (discrete.scp) and the head's soft units (vectors.scp) and argmax (indices.scp), 50 Hz.
+    require_file "${model_exp}/content/spk2id" "stage 4"
+    require_file "${model_exp}/content/kmeans/model.npz" "stage 4"
+    _ckpt=$(readlink -f "${model_exp}/content/checkpoints/best.pt")
+    for _set in ${sets}; do
+      _out=${units_dir}/${_set}
+      _inputs="${_ckpt} ${model_exp}/content/kmeans/model.npz ${content_dir}/${_set}/.done"
+      # shellcheck disable=SC2086
+      if ! ${force} && stamp.py check "${_out}" --text "${_ckpt}" ${_inputs}; then
+        log "Stage 5: ${_out} is up to date; skipping"
+        continue
+      fi
+      ${decode_cmd} "${model_exp}/log/kmeans_units.${_set}.log" \
+        kmeans_units.py apply --name discrete "${model_exp}/content/kmeans/model.npz" \
+          "${content_dir}/${_set}/feats.scp" "${_out}"
+      ${decode_cmd} "${model_exp}/log/dump_units.${_set}.log" \
+        dump_units.py --model-dir "${model_exp}/content" --dump-dir "${dump_dir}" \
+          --feats-scp "content=${content_dir}/{set}/feats.scp" "${_set}" "${_out}"
+      # shellcheck disable=SC2086
+      stamp.py write "${_out}" --text "${_ckpt}" ${_inputs}
+    done
+  else
+    require_file "${model_exp}/spk2id" "stage 4"
+    for _set in ${sets}; do
+      _out=${dump_dir}/units/${tag}/${_set}
+      _ckpt=$(readlink -f "${model_exp}/checkpoints/best.pt")
+      if ! ${force} && stamp.py check "${_out}" --text "${_ckpt}" "${_ckpt}" "${data_dir}/${_set}/utt2spk"; then
+        log "Stage 5: ${_out} is up to date; skipping"
+        continue
+      fi
+      ${decode_cmd} "${model_exp}/log/dump_units.${_set}.log" \
+        dump_units.py --model-dir "${model_exp}" --dump-dir "${dump_dir}" "${_set}" "${_out}"
+      stamp.py write "${_out}" --text "${_ckpt}" "${_ckpt}" "${data_dir}/${_set}/utt2spk"
+    done
+  fi
 fi
 
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   case "${model}" in
     vqvae) log "Stage 6: ${model}: the decoder is the conversion model and trained with the encoder in stage 4; nothing to do" ;;
+    softvc)
+      log "Stage 6: train the ${model} acoustic model (units + target speaker -> log-mel) -> ${model_exp}; see the progress in ${model_exp}/log/train.log"
+      require_file "${units_dir}/${train_set}/.done" "stage 5"
+      require_file "${units_dir}/${dev_set}/.done" "stage 5"
+      set_train_launcher
+      # shellcheck disable=SC2086
+      ${_cmd} "${model_exp}/log/train.log" \
+        ${_train} --config "${model_config}" ${_set_opts} --outdir "${model_exp}" \
+          --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" --train-set "${train_set}" --valid-set "${dev_set}" \
+          ${softvc_unit_scps}
+      ;;
   esac
 fi
 
@@ -291,6 +421,21 @@ fi
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   case "${vocoder}" in
     griffinlim) log "Stage 7: ${vocoder} needs no training; nothing to do" ;;
+    hifigan)
+      # One vocoder per corpus and features, shared by every model: it learns log-mel -> audio of real speech.
+      require_file "${dump_dir}/raw/logmel80/${train_set}/.done" "stage 2"
+      require_file "${dump_dir}/raw/logmel80/${dev_set}/.done" "stage 2"
+      _voc_set_opts=""
+      for _override in ${vocoder_overrides}; do
+        _voc_set_opts+=" --set ${_override}"
+      done
+      log "Stage 7: train ${vocoder} (${vocoder_config}${vocoder_overrides:+, ${vocoder_overrides}}) -> ${vocoder_dir}; see the progress in ${vocoder_dir}/log/train.log"
+      set_train_launcher
+      # shellcheck disable=SC2086
+      ${_cmd} "${vocoder_dir}/log/train.log" \
+        ${_train} --config "${vocoder_config}" ${_voc_set_opts} --outdir "${vocoder_dir}" \
+          --feats-dir "${dump_dir}/raw" --data-dir "${data_dir}" --train-set "${train_set}" --valid-set "${dev_set}"
+      ;;
   esac
 fi
 
@@ -298,10 +443,25 @@ fi
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
   _out=${model_exp}/convert
   log "Stage 8: convert ${data_dir}/${eval_set}/pairs with ${model} + ${vocoder} -> ${_out}"
-  require_file "${model_exp}/spk2id" "stage 4"
+  require_file "${model_exp}/spk2id" "${model_stage}"
   require_file "${data_dir}/${eval_set}/pairs" "stage 1"
   _ckpt=$(readlink -f "${model_exp}/checkpoints/best.pt")
-  _stamp_text="${_ckpt} ${vocoder} ${convert_reconstruct}"
+  _convert_opts=""
+  if [ "${model}" = softvc ]; then
+    require_file "${units_dir}/${eval_set}/.done" "stage 5"
+    _convert_opts+=" ${softvc_unit_scps}"
+  fi
+  if [ "${vocoder}" = hifigan ]; then
+    require_file "${vocoder_dir}/spk2id" "stage 7"
+    _convert_opts+=" --vocoder-dir ${vocoder_dir}"
+    # The checkpoint convert.py loads (best, else newest): a retrained vocoder makes the outputs out of date.
+    if [ -e "${vocoder_dir}/checkpoints/best.pt" ]; then
+      _voc_ckpt=$(readlink -f "${vocoder_dir}/checkpoints/best.pt")
+    else
+      _voc_ckpt=$(find "${vocoder_dir}/checkpoints" -name 'step_*.pt' | sort -t_ -k2 -n | tail -n 1)
+    fi
+  fi
+  _stamp_text="${_ckpt} ${vocoder} ${convert_reconstruct}${_voc_ckpt:+ ${_voc_ckpt}}"
   if ! ${force} && stamp.py check "${_out}" --text "${_stamp_text}" "${_ckpt}" "${data_dir}/${eval_set}/pairs"; then
     log "Stage 8: ${_out} is up to date; skipping"
   else
@@ -323,9 +483,10 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     # shellcheck disable=SC2086
     utils/split_scp.pl "${_out}/items" ${_split_items}
     log "Stage 8: ${_num_items} outputs in ${_nj} jobs; see the progress in ${_out}/log/convert.*.log"
+    # shellcheck disable=SC2086
     ${decode_cmd} JOB=1:"${_nj}" "${_out}/log/convert.JOB.log" \
       convert.py --model-dir "${model_exp}" --dump-dir "${dump_dir}" --set "${eval_set}" \
-        --utt2spk "${data_dir}/${eval_set}/utt2spk" --vocoder "${vocoder}" --job JOB \
+        --utt2spk "${data_dir}/${eval_set}/utt2spk" --vocoder "${vocoder}" ${_convert_opts} --job JOB \
         "${_out}/split/items.JOB" "${_out}"
     for _n in $(seq "${_nj}"); do cat "${_out}/mel.${_n}.scp"; done | LC_ALL=C sort > "${_out}/mel.scp"
     for _n in $(seq "${_nj}"); do cat "${_out}/conversions.${_n}"; done | LC_ALL=C sort > "${_out}/conversions"
@@ -333,6 +494,59 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     stamp.py write "${_out}" --text "${_stamp_text}" "${_ckpt}" "${data_dir}/${eval_set}/pairs"
     log "Stage 8: $(grep -c ' conversion$' "${_out}/conversions") conversions and $(grep -c ' reconstruction$' "${_out}/conversions" || true) reconstructions in ${_out}/wav"
   fi
+fi
+
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+  _scores=${model_exp}/scores
+  log "Stage 9: score ${model_exp}/convert -> ${_scores}"
+  require_file "${model_exp}/convert/.done" "stage 8"
+  require_file "${dump_dir}/norm/logmel80/${train_set}/.done" "stage 3"
+  # The judge of speaker accuracy, class and Frechet scores: the toolkit's own speaker classifier,
+  # trained once per corpus on real train speech and cached (nothing is downloaded).
+  _clf=${exp_dir}/speaker_classifier_${corpus}
+  if [ ! -f "${_clf}/checkpoints/best.pt" ]; then
+    _clf_set_opts=""
+    for _override in ${classifier_overrides}; do
+      _clf_set_opts+=" --set ${_override}"
+    done
+    log "Stage 9: train the speaker classifier of the metric suite -> ${_clf}; see the progress in ${_clf}/log/train.log"
+    # shellcheck disable=SC2086
+    ${cuda_cmd} "${_clf}/log/train.log" \
+      train.py --config conf/speaker_classifier.yaml ${_clf_set_opts} --outdir "${_clf}" \
+        --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" --train-set "${train_set}" --valid-set "${dev_set}"
+  fi
+  _clf_ckpt=$(readlink -f "${_clf}/checkpoints/best.pt")
+  _score_opts="--exp-dir ${model_exp} --data-dir ${data_dir} --dump-dir ${dump_dir} --eval-set ${eval_set}"
+  _score_opts+=" --train-set ${train_set} --corpus ${corpus} --vocoder ${vocoder} --classifier-dir ${_clf}"
+  _score_opts+=" --max-pairs ${score_max_pairs} ${score_opts}"
+  [ -z "${vocoder_dir}" ] || _score_opts+=" --vocoder-dir ${vocoder_dir}"
+  if ! ${force} && stamp.py check "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert/.done" "${_clf_ckpt}"; then
+    log "Stage 9: ${_scores} is up to date; skipping"
+  else
+    rm -rf "${_scores}/measure"
+    log "Stage 9: measuring in ${nj} jobs; see the progress in ${_scores}/log/measure.*.log"
+    # shellcheck disable=SC2086
+    ${decode_cmd} JOB=1:"${nj}" "${_scores}/log/measure.JOB.log" \
+      score.py measure ${_score_opts} --job JOB --nj "${nj}"
+    # shellcheck disable=SC2086
+    ${decode_cmd} "${_scores}/log/summarize.log" score.py summarize ${_score_opts} --nj "${nj}"
+    stamp.py write "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert/.done" "${_clf_ckpt}"
+    log "Stage 9: scores in ${_scores}/RESULTS.md and ${_scores}/metrics.json"
+  fi
+fi
+
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+  _plots=${model_exp}/plots
+  [ -n "${results}" ] || results=$(dirname "${exp_dir}")/RESULTS.md
+  log "Stage 10: plots -> ${_plots}, results of every experiment -> ${results}"
+  require_file "${model_exp}/scores/metrics.json" "stage 9"
+  ${train_cmd} "${_plots}/log/plot.log" \
+    plot.py --exp-dir "${model_exp}" --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
+      --eval-set "${eval_set}" --train-set "${train_set}" "${_plots}"
+  utils/show_results.sh "${exp_dir}" > "${results}.tmp"
+  mv "${results}.tmp" "${results}"
+  log "Stage 10: $(find "${_plots}" -name '*.png' | wc -l) plots in ${_plots}; table in ${results}"
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage}"

@@ -6,3 +6,4 @@ Importing this package registers every family with ``voiceswap.train.registry``.
 from voiceswap.families import vqvae  # noqa: F401  (registers "vqvae")
 from voiceswap.families import softvc  # noqa: F401  (registers "softvc_units" and "softvc")
 from voiceswap.families import hifigan  # noqa: F401  (registers "hifigan")
+from voiceswap.families import speaker_classifier  # noqa: F401  (registers "speaker_classifier")
