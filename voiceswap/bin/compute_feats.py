@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 
+from voiceswap.cli import configure_logging
 from voiceswap.data.ark import ArkWriter
 from voiceswap.data.atomic import write_kaldi_map
 from voiceswap.data.audio import AudioError, load_audio
@@ -37,10 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_parser().parse_args()
-    logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     try:
         config = load_feature_config(args.config)
         wav_scp = read_kaldi_map(args.wav_scp)

@@ -15,6 +15,7 @@ from typing import Dict
 
 import numpy as np
 
+from voiceswap.cli import configure_logging
 from voiceswap.data.ark import ArkWriter, read_scp
 from voiceswap.data.atomic import atomic_open
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
@@ -36,10 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_parser().parse_args()
-    logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     if not args.global_stats and not args.spk_stats:
         logging.error("nothing to do: give --global-stats and/or --spk-stats")
         return 1

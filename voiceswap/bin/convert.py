@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from voiceswap.cli import configure_logging
 import voiceswap.families  # noqa: F401  (registers the families)
 from voiceswap.data.ark import ArkWriter
 from voiceswap.data.atomic import atomic_open, temp_path_for
@@ -56,8 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_parser().parse_args()
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    configure_logging(args.verbose)
     torch.set_num_threads(args.num_threads)
     try:
         experiment = load_trained(args.model_dir)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from voiceswap.cli import configure_logging
 import voiceswap.families  # noqa: F401  (registers the families)
 from voiceswap.data.ark import ArkWriter, read_scp
 from voiceswap.data.atomic import write_kaldi_map
@@ -38,8 +39,7 @@ def main() -> int:
     parser.add_argument("set", help="the set to dump, e.g. eval")
     parser.add_argument("out_dir")
     args = parser.parse_args()
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    configure_logging(args.verbose)
     try:
         experiment = load_trained(args.model_dir)
     except FileNotFoundError as error:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from voiceswap.cli import configure_logging
 from voiceswap.data.ark import ArkWriter, read_scp
 from voiceswap.data.atomic import atomic_open, write_kaldi_map
 from voiceswap.data.audio import AudioError, load_audio
@@ -62,8 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_parser().parse_args()
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    configure_logging(args.verbose)
     torch.set_num_threads(args.num_threads)
     try:
         config = apply_overrides(load_config(args.config), args.overrides)

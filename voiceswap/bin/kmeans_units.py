@@ -24,6 +24,7 @@ from typing import Dict, Iterable, Tuple
 
 import numpy as np
 
+from voiceswap.cli import configure_logging
 from voiceswap.data.ark import ArkWriter, read_scp
 from voiceswap.data.atomic import temp_path_for, write_kaldi_map
 from voiceswap.progress import progress
@@ -91,8 +92,7 @@ def main() -> int:
     apply.add_argument("feats_scp")
     apply.add_argument("out_dir")
     args = parser.parse_args()
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    configure_logging(args.verbose)
     if not Path(args.feats_scp).is_file():
         logging.error("%s not found: run the content-feature step of stage 4 first", args.feats_scp)
         return 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voiceswap.cli import configure_logging
 from voiceswap.data.ark import ArkWriter, read_scp
 from voiceswap.features.stats import normalize
 from voiceswap.progress import progress
@@ -29,10 +30,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_parser().parse_args()
-    logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     for path, stage in ((args.stats, "stage 3 (statistics)"), (args.feats_scp, "stage 2 (features)")):
         if not Path(path).is_file():
             logging.error("%s: not found; run %s first", path, stage)

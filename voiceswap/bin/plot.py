@@ -23,6 +23,7 @@ import kaldiio
 import numpy as np
 import torch
 
+from voiceswap.cli import configure_logging
 from voiceswap.data.kaldi_dir import read_kaldi_map
 from voiceswap.eval import codes as C
 from voiceswap.eval import plots
@@ -137,8 +138,7 @@ def plot_units(args, exp: Path, out: Path) -> List[Path]:
 
 def main() -> int:
     args = get_parser().parse_args()
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    configure_logging(args.verbose)
     torch.set_num_threads(1)
     exp, out = Path(args.exp_dir), Path(args.out_dir)
     if not exp.is_dir():

@@ -30,6 +30,7 @@ import kaldiio
 import numpy as np
 import torch
 
+from voiceswap.cli import configure_logging
 from voiceswap.data.atomic import atomic_open
 from voiceswap.data.audio import AudioError
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
@@ -311,8 +312,7 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
 
 def main() -> int:
     args = get_parser().parse_args()
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    configure_logging(args.verbose)
     torch.set_num_threads(args.num_threads)
     if not 1 <= args.job <= args.nj:
         logging.error("--job %d is not in 1..--nj %d", args.job, args.nj)

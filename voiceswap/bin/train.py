@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from voiceswap.cli import configure_logging
 import voiceswap.families  # noqa: F401  (registers the families)
 from voiceswap.data.atomic import write_kaldi_map
 from voiceswap.data.dataset import read_spk2id
@@ -86,8 +87,7 @@ def parse_feats_scps(values: list) -> dict:
 
 def main() -> int:
     args = get_parser().parse_args()
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    configure_logging(args.verbose)
     overrides = list(args.overrides) + ([f"train.seed={args.seed}"] if args.seed is not None else [])
     try:
         config = apply_overrides(load_config(args.config), overrides)
