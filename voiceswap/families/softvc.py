@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from voiceswap.nets.softvc import AcousticModel, SoftUnitHead, lengths_to_mask
-from voiceswap.train.registry import Family, register_family
+from voiceswap.train.registry import Family, SingleLossFamily, register_family
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -57,7 +57,7 @@ def _grad_norm(metrics: Dict[str, float], name: str, norm: Optional[float]) -> N
 
 
 @register_family("softvc_units")
-class SoftUnitsFamily(Family):
+class SoftUnitsFamily(SingleLossFamily):
     """Soft-unit head trained by cross-entropy against discrete units; AdamW (the seed: lr 2e-5 on all of HuBERT)."""
 
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
@@ -84,7 +84,7 @@ class SoftUnitsFamily(Family):
             mask = batch["mask"]
         return labels, mask
 
-    def _losses(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def losses(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, Dict[str, float]]:
         head = self.models["model"]
         features, frame_mask = batch["input"], batch.get("mask")
         soft_units = head(features, frame_mask)
@@ -106,14 +106,6 @@ class SoftUnitsFamily(Family):
         accuracy = (logits[mask].argmax(-1) == labels[mask]).float().mean()
         return loss, {"loss": loss.item(), "accuracy": accuracy.item()}
 
-    def train_step(self, batch, step):
-        loss, metrics = self._losses(batch)
-        _grad_norm(metrics, "grad_norm", self.optimizer_step(loss, "model"))
-        return metrics
-
-    @torch.no_grad()
-    def valid_step(self, batch):
-        return self._losses(batch)[1]
 
     @torch.no_grad()
     def encode_units(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from voiceswap.nets.speaker_classifier import SpeakerClassifier
-from voiceswap.train.registry import Family, register_family
+from voiceswap.train.registry import SingleLossFamily, register_family
 
 
 @register_family("speaker_classifier")
-class SpeakerClassifierFamily(Family):
+class SpeakerClassifierFamily(SingleLossFamily):
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         return {"model": SpeakerClassifier(num_speakers=num_speakers, **config["model"])}
 
@@ -26,20 +26,12 @@ class SpeakerClassifierFamily(Family):
         return {"model": torch.optim.AdamW(models["model"].parameters(), lr=optim["lr"],
                                            weight_decay=optim["weight_decay"])}
 
-    def _losses(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def losses(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, Dict[str, float]]:
         output = self.models["model"](batch["input"], batch["mask"])
         loss = F.cross_entropy(output["logits"], batch["speakers"])
         accuracy = (output["logits"].argmax(dim=1) == batch["speakers"]).float().mean()
         return loss, {"loss": loss.item(), "accuracy": accuracy.item()}
 
-    def train_step(self, batch, step):
-        loss, metrics = self._losses(batch)
-        metrics["grad_norm"] = self.optimizer_step(loss, "model")
-        return metrics
-
-    @torch.no_grad()
-    def valid_step(self, batch):
-        return self._losses(batch)[1]
 
     @torch.no_grad()
     def classify(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:

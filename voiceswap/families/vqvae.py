@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Tuple
 import torch
 
 from voiceswap.nets.vqvae import VQVAE
-from voiceswap.train.registry import Family, register_family
+from voiceswap.train.registry import SingleLossFamily, register_family
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -23,7 +23,7 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
 
 
 @register_family("vqvae")
-class VQVAEFamily(Family):
+class VQVAEFamily(SingleLossFamily):
     """Chorowski-style VQ-VAE; one model, one optimiser (Adam, amsgrad as in seed 004)."""
 
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
@@ -39,7 +39,7 @@ class VQVAEFamily(Family):
         return {"model": torch.optim.lr_scheduler.StepLR(
             optimizers["model"], step_size=optim["lr_decay_steps"], gamma=optim["lr_decay_gamma"])}
 
-    def _losses(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def losses(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, Dict[str, float]]:
         model = self.models["model"]
         features = batch["input"].transpose(1, 2)
         target = batch["target"].transpose(1, 2)
@@ -55,14 +55,6 @@ class VQVAEFamily(Family):
             "codes_used": float(vq.num_codes_used),
         }
 
-    def train_step(self, batch, step):
-        loss, metrics = self._losses(batch)
-        metrics["grad_norm"] = self.optimizer_step(loss, "model")
-        return metrics
-
-    @torch.no_grad()
-    def valid_step(self, batch):
-        return self._losses(batch)[1]
 
     @torch.no_grad()
     def encode_units(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -159,6 +159,29 @@ class Family(abc.ABC):
         raise UnsupportedByFamily(f"the {type(self).__name__} family has no units to dump")
 
 
+class SingleLossFamily(Family):
+    """A family with one model (``"model"``) and one optimiser, whose step is one loss.
+
+    It implements :meth:`losses`; training backpropagates the loss through ``optimizer_step``
+    (logging the gradient norm on updates), validation reports the same metrics.
+    """
+
+    @abc.abstractmethod
+    def losses(self, batch: Any) -> "tuple[torch.Tensor, Dict[str, float]]":
+        """``(loss to minimise, scalar metrics)`` of one batch."""
+
+    def train_step(self, batch: Any, step: int) -> Dict[str, float]:
+        loss, metrics = self.losses(batch)
+        grad_norm = self.optimizer_step(loss, "model")
+        if grad_norm is not None:  # micro-batches of an accumulated step do not update
+            metrics["grad_norm"] = grad_norm
+        return metrics
+
+    @torch.no_grad()
+    def valid_step(self, batch: Any) -> Dict[str, float]:
+        return self.losses(batch)[1]
+
+
 class UnsupportedByFamily(RuntimeError):
     """An inference operation that a family does not offer (e.g. unit dumps of a vocoder)."""
 
