@@ -57,6 +57,7 @@ def spectrograms(panels: Sequence[tuple], path: Path, title: str) -> Path:
         ax.set_xlabel("frame (10 ms)")
     axes[0][0].set_ylabel("mel bin")
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))  # keep the panel titles clear of the figure title
     return _save(fig, path)
 
 
