@@ -142,3 +142,19 @@ def test_cli_exit_codes(tmp_path, repo_root):
     (data / "spk2utt").unlink()
     result = subprocess.run(command, env=recipe_env(), capture_output=True, text=True)
     assert result.returncode == 1 and "spk2utt: required file missing" in result.stderr
+
+
+def test_data_dir_tables_sort_group_and_omit_partial_text(tmp_path):
+    from types import SimpleNamespace
+
+    from voiceswap.data.kaldi_dir import data_dir_tables, resampling_pipe
+
+    utts = [SimpleNamespace(utt="b-2", spk="b", duration=1.5, text="two", path=tmp_path / "x y.flac"),
+            SimpleNamespace(utt="a-1", spk="a", duration=0.25, text=None, path=tmp_path / "a.flac"),
+            SimpleNamespace(utt="b-1", spk="b", duration=1.0, text="one", path=tmp_path / "b.flac")]
+    files = data_dir_tables(utts, lambda u: resampling_pipe(u.path))
+    assert [line.split()[0] for line in files["wav.scp"]] == ["a-1", "b-1", "b-2"]
+    assert files["spk2utt"] == ["a a-1", "b b-1 b-2"]
+    assert files["utt2dur"][0] == "a-1 0.250"
+    assert "text" not in files  # one utterance has none: Kaldi wants all or no text
+    assert files["wav.scp"][2] == f"b-2 sox -R '{tmp_path}/x y.flac' -r 16000 -c 1 -b 16 -t wav - |"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Dict, List, Optional
 
 import soundfile
 
-from voiceswap.data.kaldi_dir import c_sorted, write_data_dir
+from voiceswap.data.kaldi_dir import c_sorted, data_dir_tables, resampling_pipe, write_data_dir
 
 SPLITS = ("train", "dev", "eval")
 
@@ -53,8 +52,6 @@ class Utt:
     path: Path
     text: Optional[str]
     duration: float
-
-
 
 
 def find_root(db_dir: Path) -> Path:
@@ -178,22 +175,8 @@ def conversion_pairs(eval_utts: List[Utt], num_utts: int) -> List[str]:
 
 
 def data_dir_files(utts: List[Utt]) -> Dict[str, List[str]]:
-    """{file name: lines} of one Kaldi data dir (sorted by utterance id, C byte order)."""
-    utts = sorted(utts, key=lambda u: u.utt.encode())
-    files = {
-        "wav.scp": [f"{u.utt} sox -R {shlex.quote(str(u.path))} -r 16000 -c 1 -b 16 -t wav - |" for u in utts],
-        "utt2spk": [f"{u.utt} {u.spk}" for u in utts],
-        "utt2dur": [f"{u.utt} {u.duration:.3f}" for u in utts],
-    }
-    if all(u.text is not None for u in utts):
-        files["text"] = [f"{u.utt} {u.text}" for u in utts]
-    spk2utt: Dict[str, List[str]] = {}
-    for u in utts:
-        spk2utt.setdefault(u.spk, []).append(u.utt)
-    files["spk2utt"] = [f"{spk} {' '.join(ids)}" for spk, ids in sorted(spk2utt.items(), key=lambda kv: kv[0].encode())]
-    return files
-
-
+    """{file name: lines} of one Kaldi data dir (no spk2gender: the corpus does not give genders)."""
+    return data_dir_tables(utts, lambda u: resampling_pipe(u.path))
 
 
 def get_parser() -> argparse.ArgumentParser:

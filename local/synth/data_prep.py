@@ -39,8 +39,6 @@ class CorpusError(ValueError):
     """The corpus is missing, incomplete or too small for the asked splits."""
 
 
-
-
 def read_complete_stamp(db_dir: Path) -> Dict[str, str]:
     """The parameters get_corpus.sh wrote to <db-dir>/.complete once the corpus was verified."""
     stamp = db_dir / ".complete"
@@ -155,8 +153,6 @@ def conversion_pairs(sentence_ids: Sequence[str], speakers: Sequence[str]) -> Li
             if source != target
         ]
     )
-
-
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from typing import Dict, List, Sequence
 
 import soundfile
 
-from voiceswap.data.kaldi_dir import c_sorted, write_data_dir
+from voiceswap.data.kaldi_dir import c_sorted, data_dir_tables, resampling_pipe, write_data_dir
 
 SPLITS = ("train", "dev", "eval")
 WAV_DIR = "wav48_silence_trimmed"
@@ -62,8 +61,6 @@ class Utt:
     path: Path
     text: str
     duration: float
-
-
 
 
 def normalise(text: str) -> str:
@@ -220,26 +217,15 @@ def conversion_pairs(eval_utts: List[Utt], pair_speakers: List[str], num_pair_ut
 
 
 def data_dir_files(utts: List[Utt], genders: Dict[str, str]) -> Dict[str, List[str]]:
-    """{file name: lines} of one Kaldi data dir (sorted by utterance id, C byte order)."""
-    utts = sorted(utts, key=lambda u: u.utt.encode())
-    files = {
-        "wav.scp": [f"{u.utt} sox -R {shlex.quote(str(u.path))} -r 16000 -c 1 -b 16 -t wav - |" for u in utts],
-        "utt2spk": [f"{u.utt} {u.spk}" for u in utts],
-        "text": [f"{u.utt} {u.text}" for u in utts],
-        "utt2dur": [f"{u.utt} {u.duration:.3f}" for u in utts],
-    }
-    spk2utt: Dict[str, List[str]] = {}
-    for u in utts:
-        spk2utt.setdefault(u.spk, []).append(u.utt)
-    files["spk2utt"] = [f"{spk} {' '.join(ids)}" for spk, ids in sorted(spk2utt.items(), key=lambda kv: kv[0].encode())]
-    if all(spk in genders for spk in spk2utt):  # Kaldi wants every speaker or no file at all
-        files["spk2gender"] = [f"{spk} {genders[spk]}" for spk in c_sorted(list(spk2utt))]
+    """{file name: lines} of one Kaldi data dir, with spk2gender when speaker-info.txt has them all."""
+    files = data_dir_tables(utts, lambda u: resampling_pipe(u.path))
+    speakers = [line.split(" ", 1)[0] for line in files["spk2utt"]]
+    if all(spk in genders for spk in speakers):  # Kaldi wants every speaker or no file at all
+        files["spk2gender"] = [f"{spk} {genders[spk]}" for spk in speakers]
     else:
         logging.warning("no gender for %s in speaker-info.txt: spk2gender not written",
-                        " ".join(s for s in spk2utt if s not in genders))
+                        " ".join(s for s in speakers if s not in genders))
     return files
-
-
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 from voiceswap.data.atomic import write_kaldi_map
 from voiceswap.data.audio import AudioError, load_audio
@@ -31,6 +32,35 @@ class DataDirError(ValueError):
 def c_sorted(keys: Iterable[str]) -> List[str]:
     """Sorted in C byte order (``LC_ALL=C sort``), the order Kaldi tools merge files in."""
     return sorted(keys, key=lambda key: key.encode())
+
+
+def resampling_pipe(path: str | Path, sample_rate: int = 16000) -> str:
+    """A wav.scp entry that decodes any sox-readable file to mono 16-bit wav at ``sample_rate``.
+
+    ``-R`` turns off sox's random dither, so the same file always gives the same samples.
+    """
+    return f"sox -R {shlex.quote(str(path))} -r {sample_rate} -c 1 -b 16 -t wav - |"
+
+
+def data_dir_tables(utts: Iterable[Any], wav_entry: Callable[[Any], str]) -> Dict[str, List[str]]:
+    """The Kaldi files of utterances that have ``utt``, ``spk``, ``duration`` and ``text`` attributes.
+
+    Returns ``{file name: lines}`` for wav.scp (``wav_entry(utt)``), utt2spk, spk2utt, utt2dur and,
+    when every utterance has one (``text`` not None), text; sorted in C byte order.
+    """
+    utts = sorted(utts, key=lambda u: u.utt.encode())
+    files = {
+        "wav.scp": [f"{u.utt} {wav_entry(u)}" for u in utts],
+        "utt2spk": [f"{u.utt} {u.spk}" for u in utts],
+        "utt2dur": [f"{u.utt} {u.duration:.3f}" for u in utts],
+    }
+    if all(u.text is not None for u in utts):
+        files["text"] = [f"{u.utt} {u.text}" for u in utts]
+    spk2utt: Dict[str, List[str]] = {}
+    for u in utts:
+        spk2utt.setdefault(u.spk, []).append(u.utt)
+    files["spk2utt"] = [f"{spk} {' '.join(spk2utt[spk])}" for spk in c_sorted(spk2utt)]
+    return files
 
 
 def write_data_dir(path: str | Path, files: Mapping[str, Iterable[str]]) -> None:
