@@ -318,3 +318,18 @@ def test_training_over_existing_checkpoints_without_resume_is_an_error(reference
     trainer = toy_train.build_trainer(str(reference_run))
     with pytest.raises(TrainerError, match="already has checkpoints"):
         trainer.train()
+
+
+def test_best_mode_last_points_best_at_the_newest_validated_step(tmp_path):
+    import toy_train
+
+    best_steps = {}
+    for mode in ("min", "last"):
+        trainer = toy_train.build_trainer(str(tmp_path / mode), [f"train.best_mode={mode}", "train.max_steps=40"])
+        losses = iter([1.0, 0.5, 2.0])  # validations at steps 15, 30 and 40: the lowest is not the last
+        trainer.validate = lambda: {"loss": next(losses)}
+        trainer.train()
+        best_steps[mode] = (trainer.best_step, ckpt.best_checkpoint_target(tmp_path / mode).name)
+    assert best_steps == {"min": (30, "step_30.pt"), "last": (40, "step_40.pt")}
+    with pytest.raises(ConfigError, match="'min', 'max' or 'last'"):
+        toy_train.build_trainer(str(tmp_path / "bad"), ["train.best_mode=newest"])

@@ -17,7 +17,9 @@ Config keys (section ``train``; missing ones take :data:`TRAIN_DEFAULTS`):
 ``grad_clip``      clip each optimiser's gradients to this global L2 norm (null: no clipping)
 ``ema_decay``      keep an EMA of the weights with this decay, used for validation (null: off)
 ``best_metric``    validation metric that picks ``checkpoints/best.pt`` (e.g. ``loss``)
-``best_mode``      ``min`` or ``max``: whether a lower or a higher ``best_metric`` is better
+``best_mode``      ``min`` or ``max``: whether a lower or a higher ``best_metric`` is better;
+                   ``last``: the newest validated step is best (GAN vocoders, whose mel loss is lowest
+                   before the adversarial losses start to shape the audio)
 ``amp``            ``none``, ``bf16`` or ``fp16`` autocast on GPU (fp16 with a GradScaler); on CPU
                    the run falls back to fp32 and says so once
 ``grad_accum_steps`` micro-batches per optimisation step (the effective batch is
@@ -129,8 +131,8 @@ def with_train_defaults(config: Mapping[str, Any]) -> Dict[str, Any]:
     decay = train["ema_decay"]
     if decay is not None and not (isinstance(decay, (int, float)) and 0 <= decay < 1):
         raise ConfigError(f"train.ema_decay must be in [0, 1) (e.g. 0.999) or null, got {decay!r}")
-    if train["best_mode"] not in ("min", "max"):
-        raise ConfigError(f"train.best_mode must be 'min' or 'max', got {train['best_mode']!r}")
+    if train["best_mode"] not in ("min", "max", "last"):
+        raise ConfigError(f"train.best_mode must be 'min', 'max' or 'last', got {train['best_mode']!r}")
     return config
 
 
@@ -496,8 +498,9 @@ class Trainer:
             raise TrainerError(f"train.best_metric is {name!r} but valid_step returns {sorted(means)}: "
                                "set train.best_metric to one of them")
         value = means[name]
-        better = self.best_metric is None or (value < self.best_metric if self.conf["best_mode"] == "min"
-                                              else value > self.best_metric)
+        mode = self.conf["best_mode"]
+        better = (mode == "last" or self.best_metric is None
+                  or (value < self.best_metric if mode == "min" else value > self.best_metric))
         if better:
             self.best_metric, self.best_step = value, self.step
             self._save()
