@@ -95,6 +95,7 @@ def tiny_config() -> dict:
     config = load_config(REPO_ROOT / "conf" / "vocoder" / "hifigan_small.yaml")
     config["model"]["generator"] = dict(TINY_GENERATOR)
     config["model"]["discriminator"]["width"] = 0.125
+    config["loss"]["adversarial_start_step"] = 0
     return config
 
 
@@ -128,6 +129,29 @@ def test_one_gan_step_updates_generator_and_discriminator():
         schedulers["generator"].step()
     expected_lr = config["optim"]["lr"] * config["optim"]["lr_decay"]
     assert optimizers["generator"].param_groups[0]["lr"] == pytest.approx(expected_lr)
+
+
+def test_warm_up_steps_train_the_generator_alone_then_the_gan_starts():
+    torch.manual_seed(0)
+    config = tiny_config()
+    config["loss"]["adversarial_start_step"] = 2
+    family = get_family("hifigan")()
+    models = family.build(config, num_speakers=1)
+    optimizers = family.optimizers(models, config)
+    family.bind(models, optimizers, OptimizerStep(optimizers, grad_clip=None))
+    batch = {"mel": torch.randn(2, 8, 80) - 4.0, "audio": 0.1 * torch.randn(2, 8 * 160)}
+    generator_before = copy.deepcopy(models["generator"].state_dict())
+    discriminator_before = copy.deepcopy(models["discriminator"].state_dict())
+    for step in (0, 1):
+        metrics = family.train_step(batch, step)
+        assert set(metrics) == {"loss", "mel_l1", "g_grad_norm"}
+        assert metrics["loss"] == pytest.approx(config["loss"]["mel_weight"] * metrics["mel_l1"])
+    assert all(torch.equal(discriminator_before[k], v) for k, v in models["discriminator"].state_dict().items())
+    assert any(not torch.equal(generator_before[k], v) for k, v in models["generator"].state_dict().items())
+    assert all(p.grad is None for p in models["discriminator"].parameters())
+    metrics = family.train_step(batch, 2)
+    assert {"d_loss", "g_adv", "g_fm"} <= set(metrics)
+    assert any(not torch.equal(discriminator_before[k], v) for k, v in models["discriminator"].state_dict().items())
 
 
 def test_generator_pass_leaves_accumulated_discriminator_gradients_alone():

@@ -20,6 +20,11 @@ on ``adv + feature_matching_weight * fm + mel_weight * mel_l1`` (2 and 45 as pub
 generator's pass the discriminator's parameters do not require gradients, so its accumulated
 gradients are untouched (needed with ``train.grad_accum_steps`` > 1) and no time is spent on them.
 
+With ``loss.adversarial_start_step`` N > 0 the first N steps train the generator alone on
+``mel_weight * mel_l1`` and leave the discriminator untouched (ParallelWaveGAN's
+``discriminator_train_start_steps``): a generator-only step costs about a third of a GAN step on a
+CPU, and the discriminators then start from a generator that already makes speech-like audio.
+
 Learning rates decay by ``optim.lr_decay`` (0.999) every ``optim.lr_decay_steps`` steps (the seed
 decays once per epoch; the Trainer steps schedulers every step, so we use the per-step gamma
 ``lr_decay ** (1 / lr_decay_steps)``, which matches at every epoch boundary).
@@ -62,6 +67,9 @@ class HiFiGANFamily(Family):
         losses = config.get("loss", {})
         self.mel_weight = float(losses.get("mel_weight", 45.0))
         self.feature_matching_weight = float(losses.get("feature_matching_weight", 2.0))
+        self.adversarial_start_step = int(losses.get("adversarial_start_step", 0))
+        if self.adversarial_start_step < 0:
+            raise ValueError(f"loss.adversarial_start_step must be >= 0, got {self.adversarial_start_step}")
         model = config["model"]
         generator = HiFiGANGenerator(in_channels=features["n_mels"], hop_length=self.hop_length, **model["generator"])
         return {"generator": generator, "discriminator": HiFiGANDiscriminator(**model["discriminator"])}
@@ -101,6 +109,8 @@ class HiFiGANFamily(Family):
         fake = generator(mel)
         with torch.no_grad():
             real_log_mel = self._log_mel(audio)
+        if step < self.adversarial_start_step:
+            return self._generator_only_step(fake, real_log_mel)
 
         # Discriminator: real -> 1, generated -> 0.
         outputs = discriminator(audio, fake.detach())
@@ -128,6 +138,14 @@ class HiFiGANFamily(Family):
         metrics.update({"loss": g_loss.item(), "g_adv": adversarial.item(), "g_fm": feature_matching.item(),
                         "mel_l1": mel_l1.item()})
         self._record_norm(metrics, "g_grad_norm", g_norm)
+        return metrics
+
+    def _generator_only_step(self, fake: torch.Tensor, real_log_mel: torch.Tensor) -> Dict[str, float]:
+        """A warm-up step: the generator on the mel loss alone; the discriminator is not run."""
+        mel_l1 = mel_l1_loss(self._log_mel(fake), real_log_mel)
+        g_loss = self.mel_weight * mel_l1
+        metrics = {"loss": g_loss.item(), "mel_l1": mel_l1.item()}
+        self._record_norm(metrics, "g_grad_norm", self.optimizer_step(g_loss, "generator"))
         return metrics
 
     @staticmethod
