@@ -71,9 +71,9 @@ Stages:
      softvc: k-means ids, soft units)
   6: train the conversion model (vqvae: trained in stage 4;  softvc: the acoustic model -> \${exp_dir}/<tag>)
   7: train the vocoder (griffinlim: nothing to train; hifigan -> \${exp_dir}/vocoder_hifigan_<corpus>)
-  8: convert the eval pairs, reconstruct their sources      -> \${exp_dir}/<tag>/convert
-  9: score: the metric suite (+ the speaker classifier)     -> \${exp_dir}/<tag>/scores
- 10: plots and the results table of every experiment        -> \${exp_dir}/<tag>/plots, RESULTS.md
+  8: convert the eval pairs, reconstruct their sources      -> \${exp_dir}/<tag>/convert_<vocoder>
+  9: score: the metric suite (+ the speaker classifier)     -> \${exp_dir}/<tag>/scores_<vocoder>
+ 10: plots and the results table of every experiment        -> \${exp_dir}/<tag>/plots_<vocoder>, RESULTS.md
 Options:
   --stage               # first stage (default="${stage}")
   --stop-stage          # last stage (default="${stop_stage}")
@@ -441,7 +441,8 @@ fi
 
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
-  _out=${model_exp}/convert
+  # One convert/scores/plots dir per vocoder (voiceswap/eval/layout.py), so both land in RESULTS.md.
+  _out=${model_exp}/convert_${vocoder}
   log "Stage 8: convert ${data_dir}/${eval_set}/pairs with ${model} + ${vocoder} -> ${_out}"
   require_file "${model_exp}/spk2id" "${model_stage}"
   require_file "${data_dir}/${eval_set}/pairs" "stage 1"
@@ -497,9 +498,9 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-  _scores=${model_exp}/scores
-  log "Stage 9: score ${model_exp}/convert -> ${_scores}"
-  require_file "${model_exp}/convert/.done" "stage 8"
+  _scores=${model_exp}/scores_${vocoder}
+  log "Stage 9: score ${model_exp}/convert_${vocoder} -> ${_scores}"
+  require_file "${model_exp}/convert_${vocoder}/.done" "stage 8"
   require_file "${dump_dir}/norm/logmel80/${train_set}/.done" "stage 3"
   # The judge of speaker accuracy, class and Frechet scores: the toolkit's own speaker classifier,
   # trained once per corpus on real train speech and cached (nothing is downloaded).
@@ -520,7 +521,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
   _score_opts+=" --train-set ${train_set} --corpus ${corpus} --vocoder ${vocoder} --classifier-dir ${_clf}"
   _score_opts+=" --max-pairs ${score_max_pairs} ${score_opts}"
   [ -z "${vocoder_dir}" ] || _score_opts+=" --vocoder-dir ${vocoder_dir}"
-  if ! ${force} && stamp.py check "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert/.done" "${_clf_ckpt}"; then
+  if ! ${force} && stamp.py check "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert_${vocoder}/.done" "${_clf_ckpt}"; then
     log "Stage 9: ${_scores} is up to date; skipping"
   else
     rm -rf "${_scores}/measure"
@@ -530,19 +531,19 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
       score.py measure ${_score_opts} --job JOB --nj "${nj}"
     # shellcheck disable=SC2086
     ${decode_cmd} "${_scores}/log/summarize.log" score.py summarize ${_score_opts} --nj "${nj}"
-    stamp.py write "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert/.done" "${_clf_ckpt}"
+    stamp.py write "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert_${vocoder}/.done" "${_clf_ckpt}"
     log "Stage 9: scores in ${_scores}/RESULTS.md and ${_scores}/metrics.json"
   fi
 fi
 
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
-  _plots=${model_exp}/plots
+  _plots=${model_exp}/plots_${vocoder}
   [ -n "${results}" ] || results=$(dirname "${exp_dir}")/RESULTS.md
   log "Stage 10: plots -> ${_plots}, results of every experiment -> ${results}"
-  require_file "${model_exp}/scores/metrics.json" "stage 9"
+  require_file "${model_exp}/scores_${vocoder}/metrics.json" "stage 9"
   ${train_cmd} "${_plots}/log/plot.log" \
-    plot.py --exp-dir "${model_exp}" --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
+    plot.py --exp-dir "${model_exp}" --vocoder "${vocoder}" --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
       --eval-set "${eval_set}" --train-set "${train_set}" "${_plots}"
   utils/show_results.sh "${exp_dir}" > "${results}.tmp"
   mv "${results}.tmp" "${results}"

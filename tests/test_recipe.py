@@ -149,7 +149,7 @@ def test_unit_dump_has_half_the_frames(recipe_dir, model_exp):
 def test_conversion_outputs(recipe_dir, model_exp):
     import soundfile as sf
 
-    convert = model_exp / "convert"
+    convert = model_exp / "convert_griffinlim"
     rows = [line.split() for line in (convert / "conversions").read_text().splitlines()]
     assert sum(row[5] == "conversion" for row in rows) == 6
     assert sum(row[5] == "reconstruction" for row in rows) == 3
@@ -167,12 +167,12 @@ def test_conversion_outputs(recipe_dir, model_exp):
 
 
 def test_rerunning_model_stages_is_a_noop(recipe_dir, model_exp):
-    before = (model_exp / "convert" / "mel.scp").stat().st_mtime_ns
+    before = (model_exp / "convert_griffinlim" / "mel.scp").stat().st_mtime_ns
     overrides = f"{TINY_MODEL} train.max_steps=30 train.valid_interval=15 train.save_interval=15 train.log_interval=5"
     result = run_recipe(recipe_dir, "--stage", "4", "--stop-stage", "8", "--train-overrides", overrides)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Stage 8: " in result.stderr and "is up to date; skipping" in result.stderr
-    assert (model_exp / "convert" / "mel.scp").stat().st_mtime_ns == before
+    assert (model_exp / "convert_griffinlim" / "mel.scp").stat().st_mtime_ns == before
 
 
 def test_conversion_to_own_speaker_is_the_reconstruction(recipe_dir, model_exp):

@@ -36,7 +36,7 @@ def scored(tmp_path_factory):
 
 def test_metrics_json_has_every_row_and_metric(scored):
     _, exp, _ = scored
-    metrics = json.loads((exp / "scores" / "metrics.json").read_text())
+    metrics = json.loads((exp / "scores_griffinlim" / "metrics.json").read_text())
     assert metrics["corpus"] == "synth" and metrics["vocoder"] == "griffinlim" and metrics["parallel"]
     assert metrics["num_conversions"] == 6 and metrics["num_reconstructions"] == 3
     assert set(metrics["rows"]) == {"converted", "source", "oracle", "reconstruction"}
@@ -55,21 +55,21 @@ def test_metrics_json_has_every_row_and_metric(scored):
     assert codes["model"]["codebook_size"] == 8 and codes["kmeans_mfcc"]["codebook_size"] == 8
     assert 0.0 <= codes["model"]["phone_purity"] <= 1.0 and 1.0 - 1e-6 <= codes["model"]["perplexity"] <= 8.0
     assert metrics["environment"]["torch"] and metrics["command"].startswith("score.py summarize")
-    assert (exp / "scores" / "oracle_wav").is_dir()
-    report = (exp / "scores" / "RESULTS.md").read_text()
+    assert (exp / "scores_griffinlim" / "oracle_wav").is_dir()
+    report = (exp / "scores_griffinlim" / "RESULTS.md").read_text()
     assert "| converted |" in report and "| oracle |" in report and "griffinlim" in report
-    pairs = [json.loads(line) for line in (exp / "scores" / "pairs.jsonl").read_text().splitlines()]
+    pairs = [json.loads(line) for line in (exp / "scores_griffinlim" / "pairs.jsonl").read_text().splitlines()]
     assert len(pairs) == 6 * 3 + 3
 
 
 def test_plots_are_non_empty_pngs(scored):
     _, exp, _ = scored
-    names = {p.name for p in (exp / "plots").glob("*.png")}
+    names = {p.name for p in (exp / "plots_griffinlim").glob("*.png")}
     expected = {"loss_curves.png", "spectrogram_1.png", "speaker_similarity.png", "code_usage.png",
                 "codebook_pca.png", "bigrams_phones.png", "bigrams_codes.png", "p_code_given_phone.png"}
     assert expected <= names
     for name in names:
-        data = (exp / "plots" / name).read_bytes()
+        data = (exp / "plots_griffinlim" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
 
 
@@ -93,3 +93,19 @@ def test_score_without_conversions_names_stage_8(tmp_path):
                              "--exp-dir", str(exp)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "conversions is missing: run stage 8" in result.stderr
+
+
+def test_one_results_row_per_experiment_and_vocoder(scored, tmp_path):
+    """Stages 8-10 write per-vocoder dirs, so the same model scored with two vocoders gives two rows."""
+    tmp, exp, _ = scored
+    exp_copy = tmp_path / "exp" / exp.name
+    for vocoder in ("griffinlim", "hifigan"):
+        metrics = json.loads((exp / "scores_griffinlim" / "metrics.json").read_text())
+        metrics["vocoder"] = vocoder
+        (exp_copy / f"scores_{vocoder}").mkdir(parents=True)
+        (exp_copy / f"scores_{vocoder}" / "metrics.json").write_text(json.dumps(metrics))
+    result = subprocess.run(["utils/show_results.sh", str(tmp_path / "exp")], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:3] for line in result.stdout.splitlines() if line.startswith(f"| {exp.name}")]
+    assert [[cell.strip() for cell in row] for row in rows] == [[exp.name, "griffinlim"], [exp.name, "hifigan"]]

@@ -1,7 +1,8 @@
-"""Soft-VC + HiFi-GAN through the recipe: content features, k-means units, HuBERT loading, stages 4-8."""
+"""Soft-VC + HiFi-GAN through the recipe: content features, k-means units, HuBERT loading, stages 4-10."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -30,7 +31,8 @@ TINY_HIFIGAN = ("model.generator.upsample_initial_channel=16 model.generator.res
                 "model.generator.resblock_dilation_sizes=[[1]] model.discriminator.width=0.0625 "
                 "model.discriminator.periods=[2,3] model.discriminator.num_scales=1 data.batch_size=2 "
                 "data.num_workers=0 data.valid_max_utts=2 train.max_steps=2 train.valid_interval=2 "
-                "train.save_interval=2 train.log_interval=1")
+                "train.save_interval=2 train.log_interval=1 loss.adversarial_start_step=1")
+TINY_CLASSIFIER = "model.channels=16 model.embedding_dim=8 train.max_steps=20 train.valid_interval=10 train.save_interval=10"
 
 
 def run_recipe(tmp: Path, *args: str) -> subprocess.CompletedProcess:
@@ -42,12 +44,13 @@ def run_recipe(tmp: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def softvc_recipe(tmp_path_factory):
-    """Stages 0-3 of a tiny corpus, then stages 4-8 of softvc + hifigan with tiny overrides."""
+    """Stages 0-3 of a tiny corpus, then stages 4-10 of softvc + hifigan with tiny overrides."""
     tmp = tmp_path_factory.mktemp("softvc_recipe")
     result = run_recipe(tmp, "--stage", "0", "--stop-stage", "3")
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run_recipe(tmp, "--model", "softvc", "--vocoder", "hifigan", "--stage", "4", "--stop-stage", "8",
-                        "--train-overrides", TINY_SOFTVC, "--vocoder-overrides", TINY_HIFIGAN)
+    result = run_recipe(tmp, "--model", "softvc", "--vocoder", "hifigan", "--stage", "4", "--stop-stage", "10",
+                        "--train-overrides", TINY_SOFTVC, "--vocoder-overrides", TINY_HIFIGAN,
+                        "--classifier-overrides", TINY_CLASSIFIER, "--score-opts", "--mos-max-pairs 1")
     assert result.returncode == 0, result.stderr[-3000:]
     experiments = [p for p in (tmp / "exp").iterdir() if p.name.startswith("softvc")]
     assert len(experiments) == 1
@@ -93,15 +96,28 @@ def test_converted_wavs_have_the_source_length(softvc_recipe):
     import soundfile as sf
 
     root, exp = softvc_recipe
-    rows = [line.split() for line in (exp / "convert" / "conversions").read_text().splitlines()]
+    rows = [line.split() for line in (exp / "convert_hifigan" / "conversions").read_text().splitlines()]
     assert sum(row[5] == "conversion" for row in rows) == 6 and sum(row[5] == "reconstruction" for row in rows) == 3
     frames = mel_frames(root, "eval")
-    mels = kaldiio.load_scp(str(exp / "convert" / "mel.scp"))
+    mels = kaldiio.load_scp(str(exp / "convert_hifigan" / "mel.scp"))
     for output_id, source, *_ in rows:
-        audio, rate = sf.read(exp / "convert" / "wav" / f"{output_id}.wav")
+        audio, rate = sf.read(exp / "convert_hifigan" / "wav" / f"{output_id}.wav")
         assert rate == 16000 and len(audio) == frames[source] * 160
         assert mels[output_id].shape == (frames[source], 80)
         assert np.isfinite(audio).all()
+
+
+def test_scores_and_plots_with_the_trained_vocoder(softvc_recipe):
+    root, exp = softvc_recipe
+    metrics = json.loads((exp / "scores_hifigan" / "metrics.json").read_text())
+    assert metrics["family"] == "softvc" and metrics["vocoder"] == "hifigan"
+    assert set(metrics["rows"]) == {"converted", "source", "oracle", "reconstruction"}
+    # The oracle is the reference's real log-mel through the trained HiFi-GAN (copy synthesis).
+    assert len(list((exp / "scores_hifigan" / "oracle_wav").glob("*.wav"))) > 0
+    assert metrics["rows"]["oracle"]["mcd"] > 0
+    assert (exp / "plots_hifigan" / "loss_curves.png").exists()
+    table = (root / "RESULTS.md").read_text()
+    assert any(line.startswith(f"| {exp.name} | hifigan |") for line in table.splitlines())
 
 
 def test_hifigan_upsampling_mismatch_is_a_clear_error(softvc_recipe, tmp_path):

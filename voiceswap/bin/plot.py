@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 10: analysis plots of one experiment, as PNG files under ``<out-dir>`` (exp/<tag>/plots).
+"""Stage 10: analysis plots of one experiment, as PNG files under ``<out-dir>`` (exp/<tag>/plots_<vocoder>).
 
 loss_curves.png                train/valid curves from metrics.jsonl
 spectrogram_<n>.png            source | converted | reference log-mel of a few conversion pairs
@@ -27,11 +27,14 @@ from voiceswap.cli import configure_logging
 from voiceswap.data.kaldi_dir import read_kaldi_map
 from voiceswap.eval import codes as C
 from voiceswap.eval import plots
+from voiceswap.eval.layout import convert_dir, scores_dir
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--exp-dir", required=True, help="exp/<tag>")
+    parser.add_argument("--vocoder", default="griffinlim",
+                        help="whose stage-8/9 outputs to plot: exp/<tag>/{convert,scores}_<vocoder>")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--dump-dir", default="dump")
     parser.add_argument("--eval-set", default="eval")
@@ -45,7 +48,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def plot_spectrograms(args, exp: Path, out: Path) -> List[Path]:
-    conversions = exp / "convert" / "conversions"
+    conversions = convert_dir(exp, args.vocoder) / "conversions"
     if not conversions.is_file():
         logging.warning("%s is missing (stage 8): no spectrograms", conversions)
         return []
@@ -53,7 +56,7 @@ def plot_spectrograms(args, exp: Path, out: Path) -> List[Path]:
     rows = [r for r in rows if r[5] == "conversion"]
     chosen = [rows[i] for i in C_spread(len(rows), args.num_spectrograms)]
     real = kaldiio.load_scp(str(Path(args.dump_dir) / "raw" / args.feats / args.eval_set / "feats.scp"))
-    converted = kaldiio.load_scp(str(exp / "convert" / "mel.scp"))
+    converted = kaldiio.load_scp(str(convert_dir(exp, args.vocoder) / "mel.scp"))
     written = []
     for n, (out_id, source, source_spk, target_spk, reference, _) in enumerate(chosen, 1):
         panels = [(f"source {source}", np.asarray(real[source])), (f"converted -> {target_spk}", np.asarray(converted[out_id]))]
@@ -152,7 +155,7 @@ def main() -> int:
     else:
         logging.warning("%s is missing (stage 4): no loss curves", metrics)
     written += plot_spectrograms(args, exp, out)
-    similarity = exp / "scores" / "similarity.json"
+    similarity = scores_dir(exp, args.vocoder) / "similarity.json"
     if similarity.is_file():
         sim = json.loads(similarity.read_text())
         values = np.array([[np.nan if v is None else v for v in row] for row in sim["matrix"]], dtype=float)

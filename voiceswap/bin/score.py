@@ -3,9 +3,11 @@
 
 Two steps, so that the costly part runs as parallel jobs (``$decode_cmd JOB=1:nj``):
 
-  score.py measure   --exp-dir exp/<tag> --job JOB --nj N ...   per-audio measurements -> scores/measure/units.JOB.pkl
-  score.py summarize --exp-dir exp/<tag> --nj N ...             -> scores/metrics.json, scores/RESULTS.md,
-                                                                    scores/pairs.jsonl, scores/similarity.json
+  score.py measure   --exp-dir exp/<tag> --job JOB --nj N ...   per-audio measurements -> scores_<vocoder>/measure/units.JOB.pkl
+  score.py summarize --exp-dir exp/<tag> --nj N ...             -> scores_<vocoder>/{metrics.json,RESULTS.md,
+                                                                    pairs.jsonl,similarity.json}
+
+It reads stage 8's ``exp/<tag>/convert_<vocoder>/`` (``--vocoder``; voiceswap/eval/layout.py).
 
 Rows: converted, source (floor), oracle (the parallel reference through the same vocoder: ceiling)
 and reconstruction. Metrics: speaker similarity (resemblyzer), speaker-classifier accuracy, class
@@ -34,6 +36,7 @@ from voiceswap.cli import configure_logging
 from voiceswap.data.atomic import atomic_open
 from voiceswap.data.audio import AudioError
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
+from voiceswap.eval.layout import convert_dir, scores_dir
 from voiceswap.eval.plan import ROWS, ScoreInputError, build_plan, job_units, read_conversions
 from voiceswap.features.spectral import FeatureConfigError, load_feature_config
 from voiceswap.train.checkpoint import load_checkpoint
@@ -44,7 +47,7 @@ ALL_MEASURES = ("emb", "clf", "mcep", "f0", "asr", "mos")
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("step", choices=("measure", "summarize"))
-    parser.add_argument("--exp-dir", required=True, help="exp/<tag> with convert/ (stage 8)")
+    parser.add_argument("--exp-dir", required=True, help="exp/<tag> with convert_<vocoder>/ (stage 8)")
     parser.add_argument("--data-dir", default="data", help="Kaldi data dirs: <dir>/<set>/{wav.scp,utt2spk,text,phones.ctm}")
     parser.add_argument("--dump-dir", default="dump", help="features (raw, norm, stats) and units/<tag>")
     parser.add_argument("--eval-set", default="eval")
@@ -77,8 +80,8 @@ class Inputs:
     def __init__(self, args: argparse.Namespace):
         self.exp = Path(args.exp_dir)
         self.tag = self.exp.name
-        self.convert = self.exp / "convert"
-        self.scores = self.exp / "scores"
+        self.convert = convert_dir(self.exp, args.vocoder)
+        self.scores = scores_dir(self.exp, args.vocoder)
         self.data = Path(args.data_dir) / args.eval_set
         self.dump = Path(args.dump_dir)
         for path, stage in ((self.convert / "conversions", "stage 8"), (self.convert / "wav.scp", "stage 8"),

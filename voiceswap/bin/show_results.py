@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Print one RESULTS.md comparing every scored experiment: ``<exp-dir>/*/scores/metrics.json``.
+"""Print one RESULTS.md comparing every scored experiment: ``<exp-dir>/*/scores_<vocoder>/metrics.json``.
 
-One section per corpus (or only ``--corpus``), one row per experiment with the same columns, and
+One section per corpus (or only ``--corpus``), one row per experiment and vocoder with the same columns, and
 the environment (date, python, torch, torchaudio, voiceswap, git hash) and the exact commands, as
 ESPnet's show_asr_result.sh does. ``utils/show_results.sh`` calls it; stage 10 writes its output
 to RESULTS.md.

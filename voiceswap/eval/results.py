@@ -1,4 +1,4 @@
-"""Reports: one experiment's ``scores/RESULTS.md`` and the corpus-wide ``RESULTS.md`` table.
+"""Reports: one experiment's ``scores_<vocoder>/RESULTS.md`` and the corpus-wide ``RESULTS.md`` table.
 
 Like ESPnet's ``show_asr_result.sh``, the corpus table carries the date, the python / torch /
 torchaudio / voiceswap versions, the git hash and the exact command that made it, and one row per
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from voiceswap.eval.layout import METRICS_GLOB
 from voiceswap.eval.summary import ROW_METRICS
 
 #: Columns of the corpus table: (row, metric key, heading)
@@ -75,7 +76,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def experiment_report(metrics: Mapping[str, Any]) -> str:
-    """``scores/RESULTS.md`` of one experiment: every metric for every row, unit metrics, notes, costs."""
+    """``scores_<vocoder>/RESULTS.md`` of one experiment: every metric for every row, unit metrics, notes, costs."""
     env = metrics["environment"]
     out = [f"# Scores of {metrics['experiment']}\n",
            f"- corpus: {metrics['corpus']}, eval set: {metrics['eval_set']}, family: {metrics['family']}, "
@@ -113,9 +114,10 @@ def experiment_report(metrics: Mapping[str, Any]) -> str:
 
 
 def collect(exp_dir: str | Path, corpus: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Every ``<exp_dir>/*/scores/metrics.json`` (of ``corpus``, when given), sorted by experiment name."""
+    """Every ``<exp_dir>/*/scores_<vocoder>/metrics.json`` (of ``corpus``, when given), sorted by
+    experiment name, then vocoder."""
     found = []
-    for path in sorted(Path(exp_dir).glob("*/scores/metrics.json")):
+    for path in sorted(Path(exp_dir).glob(METRICS_GLOB)):
         try:
             metrics = json.loads(path.read_text())
         except json.JSONDecodeError as error:
