@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Print a RESULTS.md comparing every scored experiment (<exp-dir>/*/scores/metrics.json), one table
+# Print a RESULTS.md comparing every scored experiment (<exp-dir>/*/scores_<vocoder>/metrics.json), one table
 # per corpus, with the environment and the exact commands (as ESPnet's show_asr_result.sh).
 #   utils/show_results.sh [--corpus synth] [exp] > RESULTS.md
 set -euo pipefail
