@@ -13,17 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_recipe_in
 
 TINY = ["--synth-speakers", "slt ked esf2", "--num-sentences", "6", "--num-dev-sentences", "1",
         "--num-eval-sentences", "1", "--num-pair-sentences", "1", "--nj", "2"]
 
 
 def run_recipe(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    dirs = ["--db-dir", str(tmp / "db"), "--data-dir", str(tmp / "data"),
-            "--dump-dir", str(tmp / "dump"), "--exp-dir", str(tmp / "exp")]
-    return subprocess.run(["./run.sh", *dirs, *TINY, *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600)
+    return run_recipe_in(tmp, TINY, *args)
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_CLASSIFIER, run_recipe_in
 
 TINY = ["--synth-speakers", "slt ked esf2", "--num-sentences", "6", "--num-dev-sentences", "1",
         "--num-eval-sentences", "2", "--num-pair-sentences", "1", "--nj", "2"]
 TINY_MODEL = ("model.hidden_dim=32 model.residual_dim=16 model.code_dim=16 model.codebook_size=8 "
               "model.speaker_dim=8 data.batch_size=4 data.crop_frames=64 data.num_workers=0 "
               "train.max_steps=20 train.valid_interval=10 train.save_interval=10 train.log_interval=5")
-TINY_CLASSIFIER = "model.channels=16 model.embedding_dim=8 train.max_steps=20 train.valid_interval=10 train.save_interval=10"
 
 
 def run_recipe(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    dirs = ["--db-dir", str(tmp / "db"), "--data-dir", str(tmp / "data"),
-            "--dump-dir", str(tmp / "dump"), "--exp-dir", str(tmp / "exp")]
-    return subprocess.run(["./run.sh", *dirs, *TINY, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    return run_recipe_in(tmp, TINY, *args)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_CLASSIFIER, run_recipe_in
 from voiceswap.data.ark import ArkWriter
 from voiceswap.data.dataset import FeatsDataset, collate_padded, make_spk2id
 
@@ -32,14 +32,10 @@ TINY_HIFIGAN = ("model.generator.upsample_initial_channel=16 model.generator.res
                 "model.discriminator.periods=[2,3] model.discriminator.num_scales=1 data.batch_size=2 "
                 "data.num_workers=0 data.valid_max_utts=2 train.max_steps=2 train.valid_interval=2 "
                 "train.save_interval=2 train.log_interval=1 loss.adversarial_start_step=1")
-TINY_CLASSIFIER = "model.channels=16 model.embedding_dim=8 train.max_steps=20 train.valid_interval=10 train.save_interval=10"
 
 
 def run_recipe(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    dirs = ["--db-dir", str(tmp / "db"), "--data-dir", str(tmp / "data"),
-            "--dump-dir", str(tmp / "dump"), "--exp-dir", str(tmp / "exp")]
-    return subprocess.run(["./run.sh", *dirs, *TINY, *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=600)
+    return run_recipe_in(tmp, TINY, *args)
 
 
 @pytest.fixture(scope="module")
