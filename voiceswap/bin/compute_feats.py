@@ -16,6 +16,7 @@ from voiceswap.cli import configure_logging
 from voiceswap.data.ark import ArkWriter
 from voiceswap.data.atomic import write_kaldi_map
 from voiceswap.data.audio import AudioError, load_audio
+from voiceswap.data.finite import check_finite
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
 from voiceswap.features.spectral import FeatureConfigError, FeatureExtractor, load_feature_config
 from voiceswap.progress import progress
@@ -53,7 +54,10 @@ def main() -> int:
             try:
                 waveform = load_audio(entry, sample_rate=config.sample_rate)
                 features = extractor(waveform)
-            except (AudioError, ValueError) as error:
+                # Finite audio can still give non-finite features (e.g. an overflow); such an
+                # utterance fails here, by name, rather than poisoning the statistics of stage 3.
+                check_finite(features, "its feature matrix")
+            except (AudioError, ValueError) as error:  # NonFiniteError is a ValueError
                 failures += 1
                 logging.warning("utterance '%s' (%s): %s", utt, args.wav_scp, error)
                 continue

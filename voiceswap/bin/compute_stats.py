@@ -18,6 +18,7 @@ import numpy as np
 from voiceswap.cli import configure_logging
 from voiceswap.data.ark import ArkWriter, read_scp
 from voiceswap.data.atomic import atomic_open
+from voiceswap.data.finite import NonFiniteError
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
 from voiceswap.features.stats import StatsAccumulator
 from voiceswap.progress import progress
@@ -61,19 +62,33 @@ def main() -> int:
     for utt, features in progress(read_scp(args.feats_scp), total=num_utts, desc="stats"):
         if global_stats is None:
             global_stats = StatsAccumulator(features.shape[1])
-        global_stats.add(features)
+        # Nothing is written before every utterance has been read, so a bad one leaves no stats.
+        what = f"utterance '{utt}' of {args.feats_scp}"
+        try:
+            global_stats.add(features, what)
+        except NonFiniteError as error:
+            logging.error("%s; no statistics written: remake the features (stage 2, --force true) or remove "
+                          "the utterance from the data dir", error)
+            return 1
+        except ValueError as error:
+            logging.error("%s", error)
+            return 1
         if args.spk_stats:
             if utt not in utt2spk:
                 logging.error("utterance '%s' of %s is missing from %s", utt, args.feats_scp, args.utt2spk)
                 return 1
             speaker = utt2spk[utt]
-            speaker_stats.setdefault(speaker, StatsAccumulator(features.shape[1])).add(features)
+            speaker_stats.setdefault(speaker, StatsAccumulator(features.shape[1])).add(features, what)
     if global_stats is None:
         logging.error("%s holds no utterances", args.feats_scp)
         return 1
 
     if args.global_stats:
-        mean, std = global_stats.mean_std()
+        try:
+            mean, std = global_stats.mean_std()
+        except NonFiniteError as error:
+            logging.error("statistics of %s: %s; no statistics written", args.feats_scp, error)
+            return 1
         with atomic_open(args.global_stats, "wb") as f:
             np.savez(f, count=global_stats.count, sum=global_stats.sum,
                      sum_square=global_stats.sum_square, mean=mean, std=std)

@@ -10,6 +10,7 @@ import kaldiio
 import numpy as np
 
 from voiceswap.data.atomic import temp_path_for
+from voiceswap.data.finite import NonFiniteError, check_finite
 
 
 class ArkWriter:
@@ -18,6 +19,10 @@ class ArkWriter:
     The scp stores the ark's path with byte offsets, so the ark is written under a temp name and
     the scp entries are rewritten to the final name before both are renamed into place. An
     exception inside a ``with`` block removes the temp files and leaves any old outputs alone.
+
+    A matrix holding NaN or infinity is refused with a :class:`NonFiniteError` naming its key and
+    the ark, and the writer aborts at once: a stage that meets one bad matrix writes no outputs
+    (and so no ``.done`` stamp) even if its caller catches the error and goes on.
     """
 
     def __init__(self, ark_path: str | os.PathLike, scp_path: str | os.PathLike):
@@ -29,12 +34,28 @@ class ArkWriter:
         self._tmp_scp = temp_path_for(self.scp_path)
         self._writer = kaldiio.WriteHelper(f"ark,scp:{self._tmp_ark},{self._tmp_scp}")
         self.num_written = 0
+        self._aborted = False
+        self._closed = False
 
     def __setitem__(self, key: str, matrix: np.ndarray) -> None:
+        if self._aborted or self._closed:
+            raise RuntimeError(f"ArkWriter of {self.ark_path} is {'aborted' if self._aborted else 'closed'}: "
+                               f"cannot write '{key}'")
+        try:
+            check_finite(matrix, f"matrix '{key}'")
+        except NonFiniteError as error:
+            self.abort()
+            raise NonFiniteError(f"{error}: refusing to write it to {self.ark_path}, which was not written; "
+                                 "fix the input of this step (or remove the utterance) and run it again") from None
         self._writer[key] = np.ascontiguousarray(matrix)
         self.num_written += 1
 
     def close(self) -> None:
+        if self._aborted:
+            raise RuntimeError(f"ArkWriter of {self.ark_path} was aborted: nothing to close")
+        if self._closed:
+            return
+        self._closed = True
         self._writer.close()
         tmp_prefix = f"{self._tmp_ark}:"
         final_prefix = f"{self.ark_path}:"
@@ -50,6 +71,10 @@ class ArkWriter:
         self._tmp_scp.unlink()
 
     def abort(self) -> None:
+        """Drop everything written so far; old outputs (if any) stay as they were. Idempotent."""
+        if self._aborted or self._closed:
+            return
+        self._aborted = True
         self._writer.close()
         for path in (self._tmp_ark, self._tmp_scp):
             if path.exists():

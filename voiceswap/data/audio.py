@@ -10,6 +10,8 @@ from typing import Optional, Tuple
 import numpy as np
 import soundfile as sf
 
+from voiceswap.data.finite import NonFiniteError, check_finite
+
 
 class AudioError(ValueError):
     """Audio that cannot be used; the message says what was wrong and what to do."""
@@ -45,11 +47,13 @@ def read_audio_entry(entry: str) -> Tuple[np.ndarray, int]:
     return samples, rate
 
 
-def load_audio(entry: str, sample_rate: Optional[int] = None) -> np.ndarray:
+def load_audio(entry: str, sample_rate: Optional[int] = None, utt: Optional[str] = None) -> np.ndarray:
     """Load a wav.scp entry as mono float32 in [-1, 1], rejecting what the recipe cannot use.
 
     Stereo, empty audio and (when ``sample_rate`` is given) another rate are errors rather than
-    silently converted: the data-prep stage of the corpus is the place to fix them.
+    silently converted: the data-prep stage of the corpus is the place to fix them. So is a NaN or
+    infinite sample (possible in float WAVs): it would make every feature frame around it, the
+    global statistics and so every normalised set NaN. ``utt`` (the wav.scp key) is named in errors.
     """
     samples, rate = read_audio_entry(entry)
     if samples.shape[1] != 1:
@@ -64,4 +68,9 @@ def load_audio(entry: str, sample_rate: Optional[int] = None) -> np.ndarray:
             f"'{entry}' is sampled at {rate} Hz but the feature config expects {sample_rate} Hz; "
             "resample it in data prep (e.g. a 'sox in.wav -r 16000 -t wav - |' pipe in wav.scp)"
         )
+    where = f"utterance '{utt}' (audio '{entry}')" if utt else f"audio '{entry}'"
+    try:
+        check_finite(samples[:, 0], where)
+    except NonFiniteError as error:
+        raise AudioError(f"{error}; fix or re-export the file, or remove the utterance in data prep") from None
     return samples[:, 0]

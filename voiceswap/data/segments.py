@@ -89,7 +89,7 @@ class MelAudioSegmentDataset(Dataset):
             self._mels = kaldiio.load_scp(self.feats_scp)
         utt = self.utts[index]
         mel = np.asarray(self._mels[utt], dtype=np.float32)
-        audio = load_audio(self.wav_entries[utt], self.sample_rate)
+        audio = load_audio(self.wav_entries[utt], self.sample_rate, utt=utt)
         frames, hop, size = mel.shape[0], self.hop_length, self.segment_frames
         if len(audio) < frames * hop:
             raise DataDirError(f"utterance '{utt}': {len(audio)} samples are fewer than its {frames} frames x hop "

@@ -9,9 +9,11 @@ our per-speaker stats, and lets partial stats of parallel jobs be added together
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
+
+from voiceswap.data.finite import check_finite
 
 # A dimension with (near) zero variance, such as a silent mel bin, must not blow up when divided.
 MIN_STD = 1e-5
@@ -28,9 +30,16 @@ class StatsAccumulator:
         self.sum = np.zeros(self.dim, dtype=np.float64)
         self.sum_square = np.zeros(self.dim, dtype=np.float64)
 
-    def add(self, features: np.ndarray) -> None:
+    def add(self, features: np.ndarray, what: Optional[str] = None) -> None:
+        """Accumulate ``(frames, dim)`` features; ``what`` names them in errors (e.g. the utterance).
+
+        Non-finite features raise :class:`~voiceswap.data.finite.NonFiniteError`: one NaN frame
+        would make the sums, and so the statistics of the whole set, NaN.
+        """
+        what = what or "features"
         if features.ndim != 2 or features.shape[1] != self.dim:
-            raise ValueError(f"expected (frames, {self.dim}) features, got {features.shape}")
+            raise ValueError(f"{what}: expected (frames, {self.dim}) features, got {features.shape}")
+        check_finite(features, what)
         as64 = features.astype(np.float64)
         self.count += as64.shape[0]
         self.sum += as64.sum(axis=0)
@@ -41,7 +50,12 @@ class StatsAccumulator:
             raise ValueError("no frames were accumulated")
         mean = self.sum / self.count
         variance = np.maximum(self.sum_square / self.count - np.square(mean), 0.0)
-        return mean, np.maximum(np.sqrt(variance), MIN_STD)
+        std = np.maximum(np.sqrt(variance), MIN_STD)
+        # Finite inputs can still overflow the sum of squares; and stats read from a Kaldi file may
+        # be NaN already. Either way they would turn every normalised matrix NaN.
+        check_finite(mean, f"the mean of {self.count} frames")
+        check_finite(std, f"the standard deviation of {self.count} frames")
+        return mean, std
 
     def to_kaldi_cmvn(self) -> np.ndarray:
         """The ``2 x (dim + 1)`` matrix of Kaldi's compute-cmvn-stats."""
