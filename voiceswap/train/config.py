@@ -124,7 +124,9 @@ def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> Dict
     """Return a copy of ``config`` with every ``section.key=value`` override applied, in order.
 
     Raises :class:`ConfigError` on bad syntax, an unknown key (naming the valid keys at that level),
-    or an attempt to replace a whole section with a value.
+    an attempt to replace a whole section with a value, or a value of another type than the
+    config's (see :func:`_checked_value`), so a typo fails here, before any work, rather than as
+    a TypeError deep in a model.
     """
     config = copy.deepcopy(dict(config))
     for override in overrides:
@@ -141,7 +143,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> Dict
                         f"override {override!r}: {dotted!r} is a section, not a value; override one of its keys: "
                         + ", ".join(f"{dotted}.{k}" for k in node[part])
                     )
-                node[part] = value
+                node[part] = _checked_value(override, dotted, node[part], value)
             else:
                 if not isinstance(node[part], dict):
                     raise ConfigError(
@@ -150,6 +152,70 @@ def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> Dict
                     )
                 node = node[part]
     return config
+
+
+def _type_name(value: Any) -> str:
+    """How a message names the type of a config value: ``an integer``, ``a list of numbers``, ..."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        if value and value[0] is not None:
+            # "an integer" -> "integers", "a list of numbers" -> "lists of numbers"
+            element = "booleans" if isinstance(value[0], bool) else _type_name(value[0]).split(" ", 1)[1]
+            first, _, rest = element.partition(" ")
+            return f"a list of {first if first.endswith('s') else first + 's'}{' ' + rest if rest else ''}"
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _show(value: Any) -> str:
+    """A value as the user would write it in YAML (true, [0.9, 0.999]) or, for strings, quoted."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _type_mismatch(default: Any, value: Any) -> bool:
+    """Whether ``value`` cannot stand where the config has ``default`` (lists: element-wise)."""
+    if default is None or value is None:
+        # A null default takes anything; null itself is how configs switch a feature off
+        # (train.grad_clip=null), so whether a key may be null is its reader's business.
+        return False
+    if isinstance(default, bool) or isinstance(value, bool):
+        return not (isinstance(default, bool) and isinstance(value, bool))
+    if isinstance(default, float):
+        return not isinstance(value, (int, float))
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            return True
+        # Lists are checked element-wise against the default's first element (e.g. betas,
+        # upsample rates); an empty default list takes any list.
+        return bool(default) and any(_type_mismatch(default[0], item) for item in value)
+    return not isinstance(value, type(default))
+
+
+def _checked_value(override: str, dotted: str, default: Any, value: Any) -> Any:
+    """``value`` if it has the type of the config's ``default``; a one-line :class:`ConfigError` if not.
+
+    An int where the config has a float is fine (and becomes a float); an int key does not take
+    a float (``train.max_steps=1.5``) and a bool key takes only ``true`` or ``false``.
+    """
+    if _type_mismatch(default, value):
+        got = "the value" if isinstance(value, (bool, list)) else _type_name(value)
+        raise ConfigError(f"override {override!r}: {dotted} takes {_type_name(default)} (the config has "
+                          f"{_show(default)}), not {got} {_show(value)}")
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    return value
 
 
 def _canonical_overrides(overrides: Sequence[str]) -> List[Tuple[str, str]]:
