@@ -183,7 +183,7 @@ def test_hubert_from_a_local_checkpoint_gives_layer_features_at_50_hz(tiny_huber
     torch.save(reference.state_dict(), bare)  # no config: taken for hubert_base, which it is not
     with pytest.raises(ContentFeatureError, match="do not fit torchaudio hubert_base"):
         load_hubert(bare, allow_download=False)
-    with pytest.raises(ContentFeatureError, match="--hubert-checkpoint"):
+    with pytest.raises(ContentFeatureError, match="content.features.checkpoint"):
         load_hubert(None, allow_download=False)
 
 
@@ -191,7 +191,8 @@ def test_extract_content_with_hubert_on_the_recipe_data(softvc_recipe, tiny_hube
     root, _ = softvc_recipe
     path, _ = tiny_hubert_checkpoint
     command = [PYTHON, "voiceswap/bin/extract_content.py", "--config", "conf/softvc_hubert.yaml",
-               "--set", "content.features.layer=3", "--hubert-checkpoint", str(path), "--allow-download", "false",
+               "--set", "content.features.layer=3", "--set", f"content.features.checkpoint={path}",
+               "--allow-download", "false",
                "--data-dir", str(root / "data"), "--dump-dir", str(root / "dump"), "eval", str(tmp_path / "out")]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

