@@ -20,42 +20,16 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterable, Tuple
+from typing import Dict
 
 import numpy as np
 
 from voiceswap.cli import configure_logging
 from voiceswap.data.ark import ArkWriter, read_scp
 from voiceswap.data.atomic import temp_path_for, write_kaldi_map
+from voiceswap.features.kmeans import assign, fit_kmeans, sample_frames
 from voiceswap.progress import progress
 from voiceswap.train.config import ConfigError, apply_overrides, load_config
-
-
-def fit_kmeans(frames: np.ndarray, num_clusters: int, seed: int = 0, max_iter: int = 100) -> Tuple[np.ndarray, float]:
-    """Centroids ``(num_clusters, D)`` float32 and the inertia of scikit-learn's KMeans (k-means++, one init)."""
-    from sklearn.cluster import KMeans
-
-    if frames.shape[0] < num_clusters:
-        raise ValueError(f"{frames.shape[0]} frames cannot make {num_clusters} clusters: use more data or "
-                         "fewer units (content.model.num_units, model.num_units)")
-    kmeans = KMeans(n_clusters=num_clusters, n_init=1, max_iter=max_iter, random_state=seed).fit(frames)
-    return kmeans.cluster_centers_.astype(np.float32), float(kmeans.inertia_)
-
-
-def assign(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """The nearest centroid (squared Euclidean) of every frame: ``(T, D)`` -> ``(T,)`` int32."""
-    features = np.asarray(features, dtype=np.float32)
-    distances = (features ** 2).sum(1, keepdims=True) - 2.0 * features @ centroids.T + (centroids ** 2).sum(1)[None]
-    return distances.argmin(1).astype(np.int32)
-
-
-def sample_frames(matrices: Iterable[np.ndarray], max_frames: int, seed: int) -> np.ndarray:
-    """All frames stacked, or ``max_frames`` of them drawn without replacement with ``seed`` (sorted order)."""
-    frames = np.concatenate([np.asarray(m, dtype=np.float32) for m in matrices])
-    if max_frames and frames.shape[0] > max_frames:
-        chosen = np.sort(np.random.default_rng(seed).choice(frames.shape[0], max_frames, replace=False))
-        frames = frames[chosen]
-    return frames
 
 
 def kmeans_settings(config_path: str, overrides: list) -> Dict[str, int]:
@@ -73,7 +47,7 @@ def kmeans_settings(config_path: str, overrides: list) -> Dict[str, int]:
             "max_iter": int(kmeans["max_iter"])}
 
 
-def main() -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--verbose", type=int, default=1)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,7 +65,7 @@ def main() -> int:
     apply.add_argument("model")
     apply.add_argument("feats_scp")
     apply.add_argument("out_dir")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     configure_logging(args.verbose)
     if not Path(args.feats_scp).is_file():
         logging.error("%s not found: run the content-feature step of stage 4 first", args.feats_scp)

@@ -130,15 +130,15 @@ def code_given_phone(phones: Sequence[str], codes: Sequence[int]) -> Tuple[List[
 
 def kmeans_baseline(train_frames: np.ndarray, test_frames: Sequence[np.ndarray], num_clusters: int,
                     seed: int = 0, max_train_frames: int = 50000) -> Tuple[np.ndarray, List[np.ndarray]]:
-    """k-means with ``num_clusters`` on (a random subset of) train frames; labels of the train and test frames."""
-    from sklearn.cluster import KMeans
+    """k-means with ``num_clusters`` on (a seeded subset of) train frames; labels of the train and test frames.
 
-    rng = np.random.default_rng(seed)
-    fit_frames = train_frames
-    if len(fit_frames) > max_train_frames:
-        fit_frames = fit_frames[rng.choice(len(fit_frames), max_train_frames, replace=False)]
-    kmeans = KMeans(n_clusters=num_clusters, n_init=1, random_state=seed).fit(fit_frames)
-    return kmeans.predict(train_frames), [kmeans.predict(frames) for frames in test_frames]
+    The same k-means as Soft-VC's discrete units (voiceswap/features/kmeans.py), so the baseline
+    and a k-means family are clustered alike.
+    """
+    from voiceswap.features.kmeans import assign, fit_kmeans, sample_frames
+
+    centroids, _ = fit_kmeans(sample_frames([train_frames], max_train_frames, seed), num_clusters, seed)
+    return assign(train_frames, centroids), [assign(frames, centroids) for frames in test_frames]
 
 
 def downsample_frames(features: np.ndarray, factor: int) -> np.ndarray:
