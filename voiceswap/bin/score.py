@@ -165,71 +165,6 @@ def train_features(args: argparse.Namespace, inputs: Inputs) -> Optional[np.ndar
                      for _, m in kaldiio.load_scp_sequential(str(scp))])
 
 
-def code_metrics(args: argparse.Namespace, inputs: Inputs, notes: List[str]) -> Optional[Dict[str, Any]]:
-    """Unit metrics of the model's codes and of an MFCC k-means with as many clusters (eval set)."""
-    from voiceswap.eval import codes as C
-
-    units_dir = Path(args.units_dir) if args.units_dir else inputs.dump / "units" / inputs.tag
-    eval_scp, train_scp = units_dir / args.eval_set / "indices.scp", units_dir / args.train_set / "indices.scp"
-    if not eval_scp.is_file():
-        notes.append(f"no discrete units ({eval_scp}): unit metrics skipped")
-        return None
-    ctm = {s: Path(args.data_dir) / s / "phones.ctm" for s in (args.train_set, args.eval_set)}
-    if not ctm[args.eval_set].is_file():
-        notes.append(f"no phone alignments ({ctm[args.eval_set]}): unit metrics skipped")
-        return None
-    config = _load_exp_config(inputs.exp)
-    codebook_size = int(config.get("model", {}).get("codebook_size", 0))
-    feats_norm = inputs.dump / "norm" / args.unit_feats
-
-    def labelled(subset: str, scp: Path):
-        alignments = C.read_ctm(str(ctm[subset]))
-        frames = dict(read_kaldi_map(inputs.dump / "raw" / args.feats / subset / "utt2num_frames"))
-        phones, codes, utts = [], [], []
-        for utt, indices in kaldiio.load_scp_sequential(str(scp)):
-            if utt not in alignments:
-                continue
-            indices = np.asarray(indices).reshape(-1).astype(np.int64)
-            factor = max(1, round(int(frames[utt]) / len(indices)))
-            shift = factor * inputs.feature_config.hop_length / inputs.feature_config.sample_rate
-            phones.append(C.frame_labels(alignments[utt], len(indices), shift))
-            codes.append(indices)
-            utts.append(utt)
-        return phones, codes, utts, factor, shift
-
-    ev_phones, ev_codes, ev_utts, factor, shift = labelled(args.eval_set, eval_scp)
-    codebook_size = codebook_size or int(max(c.max() for c in ev_codes)) + 1
-    flat = lambda seqs: [x for s in seqs for x in s]  # noqa: E731
-    have_train = train_scp.is_file() and ctm[args.train_set].is_file()
-    if have_train:
-        tr_phones, tr_codes, tr_utts, _, _ = labelled(args.train_set, train_scp)
-    else:
-        tr_phones, tr_codes, tr_utts = ev_phones, ev_codes, ev_utts
-        notes.append("no train-set units: the many-to-one mapping is fit on the eval set itself")
-    result: Dict[str, Any] = {"set": args.eval_set, "mapping_set": args.train_set if have_train else args.eval_set,
-                              "frame_shift": shift, "num_frames": len(flat(ev_codes))}
-    result["model"] = C.unit_metrics((flat(tr_phones), flat(tr_codes)), (flat(ev_phones), flat(ev_codes)), codebook_size)
-    # Baseline: k-means on the normalised MFCC frames, averaged to the code rate.
-    mfcc = {s: kaldiio.load_scp(str(feats_norm / s / "feats.scp")) for s in (args.train_set, args.eval_set)
-            if (feats_norm / s / "feats.scp").is_file()}
-    if args.eval_set in mfcc and (args.train_set in mfcc or not have_train):
-        def frames_of(subset: str, utts: List[str], lengths: List[int]) -> List[np.ndarray]:
-            out = []
-            for utt, n in zip(utts, lengths):
-                x = C.downsample_frames(np.asarray(mfcc[subset][utt], dtype=np.float32), factor)[:n]
-                out.append(np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)]) if len(x) < n else x)
-            return out
-        train_subset = args.train_set if have_train else args.eval_set
-        tr_frames = frames_of(train_subset, tr_utts, [len(c) for c in tr_codes])
-        ev_frames = frames_of(args.eval_set, ev_utts, [len(c) for c in ev_codes])
-        tr_labels, (ev_labels,) = C.kmeans_baseline(np.concatenate(tr_frames), [np.concatenate(ev_frames)], codebook_size)
-        result["kmeans_mfcc"] = C.unit_metrics((flat(tr_phones), tr_labels.tolist()), (flat(ev_phones), ev_labels.tolist()),
-                                               codebook_size)
-    else:
-        notes.append(f"no {args.unit_feats} features under {feats_norm}: k-means baseline skipped")
-    return result
-
-
 def _load_exp_config(exp: Path) -> Dict[str, Any]:
     from voiceswap.train.config import load_config
 
@@ -240,6 +175,7 @@ def _load_exp_config(exp: Path) -> Dict[str, Any]:
 def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
     from voiceswap.eval.results import environment, experiment_report
     from voiceswap.eval.summary import pair_scores, row_metrics, similarity_matrix
+    from voiceswap.eval.units import code_metrics
 
     start = time.perf_counter()
     records = load_records(inputs, args.nj)
@@ -254,7 +190,9 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
     notes = list(inputs.plan.notes)
     scores = pair_scores(inputs.plan, records, inputs.utt2spk, text, speakers)
     rows = row_metrics(inputs.plan, scores, records, train_features(args, inputs))
-    codes = code_metrics(args, inputs, notes)
+    units_dir = Path(args.units_dir) if args.units_dir else inputs.dump / "units" / inputs.tag
+    codes = code_metrics(units_dir, Path(args.data_dir), inputs.dump, args.eval_set, args.train_set, args.feats,
+                         args.unit_feats, inputs.feature_config, notes)
     if "mos" in inputs.measures:
         notes.append("DNSMOS is unreliable on espeak-ng voices (measured): compare rows, not absolute values")
     if "asr" in inputs.measures:
