@@ -87,7 +87,9 @@ def plot_units(args, exp: Path, out: Path) -> List[Path]:
 
     experiment = load_trained(exp)
     model = experiment.models["model"]
-    codebook_size = int(experiment.config.get("model", {}).get("codebook_size", all_codes.max() + 1))
+    from voiceswap.eval.units import inventory_size
+
+    codebook_size = inventory_size(units, list(indices.values()))  # stage 5 records it beside the units
     written.append(plots.code_usage(all_codes, codebook_size, out / "code_usage.png"))
     codebook = next((b for name, b in list(model.named_buffers()) + list(model.named_parameters())
                      if name.endswith("codebook") and b.dim() == 2), None)
