@@ -29,7 +29,7 @@ from voiceswap.train.trainer import Trainer
 
 CONFIG: Dict[str, Any] = {
     "model": {"hidden": 16, "dropout": 0.3},
-    "optim": {"lr": 0.01, "lr_step": 15, "lr_gamma": 0.5},
+    "optim": {"model": {"type": "adam", "lr": 0.01, "scheduler": {"type": "step", "step_size": 15, "gamma": 0.5}}},
     "data": {"num_train": 50, "num_valid": 16, "batch_size": 8},
     "train": {
         "max_steps": 60, "seed": 3, "log_interval": 3, "valid_interval": 15, "save_interval": 10,
@@ -47,13 +47,6 @@ class ToyMLPFamily(Family):
     def build(self, config, num_speakers):
         hidden, dropout = config["model"]["hidden"], config["model"]["dropout"]
         return {"model": nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))}
-
-    def optimizers(self, models, config):
-        return {"model": torch.optim.Adam(models["model"].parameters(), lr=config["optim"]["lr"])}
-
-    def schedulers(self, optimizers, config):
-        return {"model": torch.optim.lr_scheduler.StepLR(
-            optimizers["model"], step_size=config["optim"]["lr_step"], gamma=config["optim"]["lr_gamma"])}
 
     def train_step(self, batch, step):
         inputs, targets = batch

@@ -5,7 +5,6 @@ A family (vqvae, softvc, vaegan, diffusion, hifigan, ...) is a class registered 
     @register_family("toy")
     class ToyFamily(Family):
         def build(self, config, num_speakers): return {"model": Net(...)}
-        def optimizers(self, models, config): return {"model": torch.optim.Adam(...)}
         def train_step(self, batch, step):
             loss = ...
             self.optimizer_step(loss, "model")      # zero_grad, backward, clip, step
@@ -15,7 +14,9 @@ A family (vqvae, softvc, vaegan, diffusion, hifigan, ...) is a class registered 
 The Trainer owns the loop and knows nothing about any family. It calls :meth:`Family.bind` once,
 which gives the family its (possibly DDP-wrapped) models, its optimisers and an
 :class:`OptimizerStep` helper; a family with several optimisers (GAN: generator + discriminator)
-calls ``self.optimizer_step(loss, name)`` once per optimiser, in the order it wants.
+calls ``self.optimizer_step(loss, name)`` once per optimiser, in the order it wants. The optimisers
+and LR schedulers come from the config's ``optim`` section (:mod:`voiceswap.train.optim`), one entry
+per name the family passes to ``optimizer_step``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type,
 import torch
 from torch import nn
 
+from voiceswap.train.optim import build_optimizers, build_schedulers
 Models = Dict[str, nn.Module]
 Optimizers = Dict[str, torch.optim.Optimizer]
 Schedulers = Dict[str, torch.optim.lr_scheduler.LRScheduler]
@@ -43,6 +45,10 @@ class OptimizerStep:
     With a ``GradScaler`` (fp16) the loss is scaled and the gradients unscaled before clipping. A
     step whose gradient norm is not finite is skipped (the optimiser does not step) and counted in
     :attr:`skipped_steps`; the GradScaler then lowers its scale.
+
+    :attr:`stepped` collects the names of the optimisers that really updated (not skipped, not a
+    non-final micro-batch); the Trainer takes it with :meth:`pop_stepped` after each optimisation
+    step and steps only those optimisers' LR schedulers.
     """
 
     def __init__(self, optimizers: Optimizers, grad_clip: Optional[float], accum_steps: int = 1,
@@ -55,6 +61,12 @@ class OptimizerStep:
         self.scaler = scaler
         self.micro_step = 0
         self.skipped_steps = 0
+        self.stepped: set[str] = set()
+
+    def pop_stepped(self) -> set[str]:
+        """Names of the optimisers that updated since the last call (then forgets them)."""
+        stepped, self.stepped = self.stepped, set()
+        return stepped
 
     @property
     def is_update(self) -> bool:
@@ -97,6 +109,7 @@ class OptimizerStep:
             self.scaler.step(opt)
         else:
             opt.step()
+        self.stepped.add(optimizer)
         return norm
 
 
@@ -118,13 +131,14 @@ class Family(abc.ABC):
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Models:
         """Create the family's models, by name (a single-model family returns ``{"model": net}``)."""
 
-    @abc.abstractmethod
     def optimizers(self, models: Models, config: Mapping[str, Any]) -> Optimizers:
-        """Create one optimiser per independently updated part, by name."""
+        """One optimiser per independently updated part, by name: built from ``config["optim"]``."""
+        return build_optimizers(models, config.get("optim"))
 
     def schedulers(self, optimizers: Optimizers, config: Mapping[str, Any]) -> Schedulers:
-        """LR schedulers by name, stepped once after every training step. Default: none."""
-        return {}
+        """LR schedulers by optimiser name, from ``config["optim"]``; each steps after every training
+        step in which its optimiser updated."""
+        return build_schedulers(optimizers, config.get("optim"))
 
     def bind(self, models: Models, optimizers: Optimizers, optimizer_step: OptimizerStep) -> None:
         """Called by the Trainer: the models (maybe DDP-wrapped) and optimisers train_step must use."""

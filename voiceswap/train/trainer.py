@@ -371,8 +371,7 @@ class Trainer:
                     if self.scaler is not None:
                         self.scaler.update()
                     self.step += 1
-                    for scheduler in self.schedulers.values():
-                        scheduler.step()
+                    self._step_schedulers()
                     for name, ema in self.ema.items():
                         ema.update(self.models[name])
                     self._check_log_interval()
@@ -389,6 +388,18 @@ class Trainer:
                             self.best_metric, self.best_step)
         finally:
             self.close()
+
+    def _step_schedulers(self) -> None:
+        """Step the LR schedulers of the optimisers that updated in this step, and only those.
+
+        A schedule counts its optimiser's updates: a HiFi-GAN discriminator's LR must not decay
+        during the generator-only warm-up, nor any LR on a step skipped for a non-finite gradient.
+        """
+        stepped = {id(self.optimizers[name]) for name in self.optimizer_step.pop_stepped()}
+        for scheduler in self.schedulers.values():
+            optimizer = getattr(scheduler, "optimizer", None)  # every torch LRScheduler has one
+            if optimizer is None or id(optimizer) in stepped:
+                scheduler.step()
 
     def close(self) -> None:
         """Close the TensorBoard writer and detach the train.log handler (train() does this itself)."""
