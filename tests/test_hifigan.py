@@ -123,11 +123,11 @@ def test_one_gan_step_updates_generator_and_discriminator():
     with pytest.raises(ValueError, match="frame boundaries"):
         family.train_step({"mel": batch["mel"], "audio": batch["audio"][:, :-1]}, 1)
 
-    # The per-step decay reaches lr_decay after lr_decay_steps steps (one seed "epoch").
-    steps = config["optim"]["lr_decay_steps"]
-    for _ in range(steps):
+    # The per-step decay reaches gamma after `period` steps (one seed "epoch").
+    settings = config["optim"]["generator"]
+    for _ in range(settings["scheduler"]["period"]):
         schedulers["generator"].step()
-    expected_lr = config["optim"]["lr"] * config["optim"]["lr_decay"]
+    expected_lr = settings["lr"] * settings["scheduler"]["gamma"]
     assert optimizers["generator"].param_groups[0]["lr"] == pytest.approx(expected_lr)
 
 

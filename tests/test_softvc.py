@@ -34,7 +34,7 @@ def test_soft_unit_head_learns_discrete_units_far_above_chance():
     torch.manual_seed(0)
     num_units, batch, frames = 16, 8, 20
     config = {"model": {"in_dim": num_units, "num_units": num_units, "unit_dim": 32, "num_layers": 0},
-              "optim": {"lr": 1e-2, "betas": [0.9, 0.98], "weight_decay": 0.0}}
+              "optim": {"model": {"type": "adamw", "lr": 1e-2, "betas": [0.9, 0.98], "weight_decay": 0.0}}}
     family = bound("softvc_units", config)
 
     def toy_batch():
@@ -63,7 +63,7 @@ def test_soft_unit_head_downsamples_and_masks_labels():
         assert units.shape == (2, (frames + 1) // 2, 8)
         assert head.logits(units).shape == (2, (frames + 1) // 2, 7)
     config = {"model": {"in_dim": 5, "num_units": 7, "unit_dim": 8, "num_layers": 1, "downsample": 2},
-              "optim": {"lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 0.0}}
+              "optim": {"model": {"type": "adamw", "lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 0.0}}}
     family = bound("softvc_units", config)
     mask = torch.tensor([[True] * 11, [True] * 6 + [False] * 5])
     labels = torch.randint(7, (2, 6))
@@ -130,7 +130,8 @@ def test_masked_l1_and_padded_frames_do_not_change_the_loss():
     assert torch.allclose(masked_l1(prediction, target, torch.ones(3, 10, dtype=torch.bool)),
                           F.l1_loss(prediction, target))
 
-    config = {"model": SMALL, "optim": {"lr": 4e-4, "betas": [0.8, 0.99], "weight_decay": 1e-5}}
+    config = {"model": SMALL,
+              "optim": {"model": {"type": "adamw", "lr": 4e-4, "betas": [0.8, 0.99], "weight_decay": 1e-5}}}
     family = bound("softvc", config, num_speakers=2)
     family.models["model"].eval()  # no dropout: two passes must be comparable
     units = torch.randn(2, 5, 16)
@@ -146,7 +147,8 @@ def test_masked_l1_and_padded_frames_do_not_change_the_loss():
 
 def test_speakers_change_the_output_and_the_family_trains_and_converts():
     torch.manual_seed(0)
-    config = {"model": SMALL, "optim": {"lr": 4e-4, "betas": [0.8, 0.99], "weight_decay": 1e-5}}
+    config = {"model": SMALL,
+              "optim": {"model": {"type": "adamw", "lr": 4e-4, "betas": [0.8, 0.99], "weight_decay": 1e-5}}}
     family = bound("softvc", config, num_speakers=3)
     model = family.models["model"]
     before = copy.deepcopy(model.state_dict())

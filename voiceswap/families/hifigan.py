@@ -25,9 +25,11 @@ With ``loss.adversarial_start_step`` N > 0 the first N steps train the generator
 ``discriminator_train_start_steps``): a generator-only step costs about a third of a GAN step on a
 CPU, and the discriminators then start from a generator that already makes speech-like audio.
 
-Learning rates decay by ``optim.lr_decay`` (0.999) every ``optim.lr_decay_steps`` steps (the seed
-decays once per epoch; the Trainer steps schedulers every step, so we use the per-step gamma
-``lr_decay ** (1 / lr_decay_steps)``, which matches at every epoch boundary).
+Optimisers ``generator`` and ``discriminator`` come from the config's ``optim`` section
+(:mod:`voiceswap.train.optim`). Learning rates decay by 0.999 every 1000 updates (``scheduler: {type:
+exponential, gamma: 0.999, period: 1000}``: the seed decays once per epoch; we use the per-update
+gamma ``0.999 ** (1 / 1000)``, which matches at every epoch boundary). The discriminator's schedule
+counts its own updates, so it does not decay during the warm-up.
 """
 
 from __future__ import annotations
@@ -73,18 +75,6 @@ class HiFiGANFamily(Family):
         model = config["model"]
         generator = HiFiGANGenerator(in_channels=features["n_mels"], hop_length=self.hop_length, **model["generator"])
         return {"generator": generator, "discriminator": HiFiGANDiscriminator(**model["discriminator"])}
-
-    def optimizers(self, models, config):
-        optim = config["optim"]
-        # torch.optim.AdamW's default weight decay (0.01) is what the published code trained with.
-        return {name: torch.optim.AdamW(models[name].parameters(), lr=optim["lr"], betas=tuple(optim["betas"]),
-                                        weight_decay=optim["weight_decay"])
-                for name in ("generator", "discriminator")}
-
-    def schedulers(self, optimizers, config):
-        optim = config["optim"]
-        gamma = float(optim["lr_decay"]) ** (1.0 / int(optim["lr_decay_steps"]))
-        return {name: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma) for name, opt in optimizers.items()}
 
     def _segments(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
         """``mel (B, n_mels, T)`` and ``audio (B, 1, T * hop)`` from the batch, with the lengths checked."""

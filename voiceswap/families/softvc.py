@@ -45,11 +45,6 @@ def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: Optional[tor
     return ((prediction - target).abs() * weights).sum() / (weights.sum() * prediction.shape[-1]).clamp(min=1.0)
 
 
-def _adamw(parameters, optim: Mapping[str, Any]) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameters, lr=optim["lr"], betas=tuple(optim["betas"]),
-                             weight_decay=optim["weight_decay"])
-
-
 def _grad_norm(metrics: Dict[str, float], name: str, norm: Optional[float]) -> None:
     # With gradient accumulation, micro-batches that do not update return no norm.
     if norm is not None:
@@ -62,9 +57,6 @@ class SoftUnitsFamily(SingleLossFamily):
 
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         return {"model": SoftUnitHead(**config["model"])}
-
-    def optimizers(self, models, config):
-        return {"model": _adamw(models["model"].parameters(), config["optim"])}
 
     def _labels(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Unit labels ``(B, T_u)`` long and their mask (None: all real) from ``units`` or a ``target`` stream."""
@@ -124,9 +116,6 @@ class SoftVCFamily(Family):
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         self.valid_free_running = bool(config.get("valid", {}).get("free_running", True))
         return {"model": AcousticModel(num_speakers=num_speakers, **config["model"])}
-
-    def optimizers(self, models, config):
-        return {"model": _adamw(models["model"].parameters(), config["optim"])}
 
     def _inputs(self, batch: Mapping[str, Any]) -> Dict[str, Any]:
         """Units, target, speakers, the unit mask and the per-utterance target lengths, checked for frame rates."""

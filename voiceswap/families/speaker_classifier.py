@@ -21,11 +21,6 @@ class SpeakerClassifierFamily(SingleLossFamily):
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         return {"model": SpeakerClassifier(num_speakers=num_speakers, **config["model"])}
 
-    def optimizers(self, models, config):
-        optim = config["optim"]
-        return {"model": torch.optim.AdamW(models["model"].parameters(), lr=optim["lr"],
-                                           weight_decay=optim["weight_decay"])}
-
     def losses(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, Dict[str, float]]:
         output = self.models["model"](batch["input"], batch["mask"])
         loss = F.cross_entropy(output["logits"], batch["speakers"])

@@ -29,16 +29,6 @@ class VQVAEFamily(SingleLossFamily):
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         return {"model": VQVAE(num_speakers=num_speakers, **config["model"])}
 
-    def optimizers(self, models, config):
-        optim = config["optim"]
-        return {"model": torch.optim.Adam(models["model"].parameters(), lr=optim["lr"],
-                                          betas=tuple(optim["betas"]), amsgrad=optim["amsgrad"])}
-
-    def schedulers(self, optimizers, config):
-        optim = config["optim"]
-        return {"model": torch.optim.lr_scheduler.StepLR(
-            optimizers["model"], step_size=optim["lr_decay_steps"], gamma=optim["lr_decay_gamma"])}
-
     def losses(self, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, Dict[str, float]]:
         model = self.models["model"]
         features = batch["input"].transpose(1, 2)
