@@ -218,9 +218,16 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, counts: torch.Tensor, sums: torch.Tensor) -> None:
-        """EMA of per-code counts ``(K,)`` and sums ``(K, D)``; codebook = sums / smoothed counts."""
-        self.ema_counts.mul_(self.ema_decay).add_(counts, alpha=1.0 - self.ema_decay)
-        self.ema_sums.mul_(self.ema_decay).add_(sums, alpha=1.0 - self.ema_decay)
+        """EMA of per-code counts ``(K,)`` and sums ``(K, D)``; codebook = sums / smoothed counts.
+
+        A batch with non-finite encodings (NaN features, a diverged encoder) leaves the statistics
+        as they were: folded into the averages it would make the codebook NaN for good. The choice
+        is made on the device (``torch.where``), so a GPU step does not wait for it.
+        """
+        finite = torch.isfinite(sums).all() & torch.isfinite(counts).all()
+        decay = self.ema_decay
+        self.ema_counts.copy_(torch.where(finite, self.ema_counts * decay + counts * (1.0 - decay), self.ema_counts))
+        self.ema_sums.copy_(torch.where(finite, self.ema_sums * decay + sums * (1.0 - decay), self.ema_sums))
         self._refresh_ema_codebook()
 
     @torch.no_grad()

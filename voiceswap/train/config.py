@@ -41,6 +41,8 @@ RESUME_SAFE_KEYS = METADATA_KEYS + (
     "train.valid_interval",
     "train.save_interval",
     "train.keep_last",
+    # How many non-finite steps stop a run; also absent from experiments made before it existed.
+    "train.max_nonfinite_steps",
 )
 
 

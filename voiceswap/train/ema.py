@@ -27,21 +27,34 @@ class ExponentialMovingAverage:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}; set train.ema_decay to e.g. 0.999 or null")
         self.decay = decay
         self.num_updates = 0
+        self.num_skipped = 0  # updates refused because the model's weights were not finite
         model = unwrap(model)
         self.shadow: Dict[str, torch.Tensor] = {
             name: tensor.detach().clone() for name, tensor in model.state_dict().items()
         }
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Move the averages one step towards the model's current weights."""
-        for name, tensor in unwrap(model).state_dict().items():
+    def update(self, model: nn.Module) -> bool:
+        """Move the averages one step towards the model's current weights; False if it did not.
+
+        Weights holding NaN or infinity (a diverged step, a NaN batch through a VQ codebook's own
+        EMA) leave every average as it was: one such update would make the averages NaN for good,
+        and they are what validation and export use. Skipped updates are counted in
+        :attr:`num_skipped`.
+        """
+        state = unwrap(model).state_dict()
+        floating = [tensor.detach() for tensor in state.values() if tensor.is_floating_point()]
+        if floating and not bool(torch.stack([tensor.isfinite().all() for tensor in floating]).all()):
+            self.num_skipped += 1
+            return False
+        for name, tensor in state.items():
             shadow = self.shadow[name]
             if shadow.is_floating_point():
                 shadow.mul_(self.decay).add_(tensor.detach(), alpha=1.0 - self.decay)
             else:  # integer buffers (e.g. num_batches_tracked) cannot be averaged
                 shadow.copy_(tensor)
         self.num_updates += 1
+        return True
 
     def state_dict(self) -> Dict[str, object]:
         """The averages, the decay and the number of updates."""

@@ -24,10 +24,14 @@ Config keys (section ``train``; missing ones take :data:`TRAIN_DEFAULTS`):
                    the run falls back to fp32 and says so once
 ``grad_accum_steps`` micro-batches per optimisation step (the effective batch is
                    ``data.batch_size x world size x grad_accum_steps``)
+``max_nonfinite_steps`` stop with a :class:`TrainerError` (naming the step and the batch's
+                   utterances) when the losses are NaN or infinite for this many consecutive steps
 =================  =====================================================================
 
 Steps whose gradient norm is not finite (fp16 overflow, a bad batch) are skipped, counted and
-logged as ``skipped_steps``.
+logged as ``skipped_steps``. A NaN never passes for progress: a non-finite validation metric is
+never the best (``best.pt`` never points at it), EMA weights are not updated from non-finite
+weights, and a run whose losses stay non-finite stops instead of finishing "successfully".
 
 Resume determinism (on CPU a killed-and-resumed run logs exactly the losses of an uninterrupted
 one). We checkpoint mid-epoch and make the data order a function of ``(train.seed, epoch)``:
@@ -96,6 +100,7 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
     "best_mode": "min",
     "amp": "none",
     "grad_accum_steps": 1,
+    "max_nonfinite_steps": 20,
 }
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -131,9 +136,23 @@ def with_train_defaults(config: Mapping[str, Any]) -> Dict[str, Any]:
     decay = train["ema_decay"]
     if decay is not None and not (isinstance(decay, (int, float)) and 0 <= decay < 1):
         raise ConfigError(f"train.ema_decay must be in [0, 1) (e.g. 0.999) or null, got {decay!r}")
+    limit = train["max_nonfinite_steps"]
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+        raise ConfigError(f"train.max_nonfinite_steps must be a positive integer (e.g. 20), got {limit!r}")
     if train["best_mode"] not in ("min", "max", "last"):
         raise ConfigError(f"train.best_mode must be 'min', 'max' or 'last', got {train['best_mode']!r}")
     return config
+
+
+def _batch_utts(batch: Any) -> List[str]:
+    """The utterance ids a collated batch carries (its ``utts`` list), or none."""
+    utts = batch.get("utts") if isinstance(batch, Mapping) else None
+    return [str(utt) for utt in utts] if isinstance(utts, (list, tuple)) else []
+
+
+def _name_utts(utts: List[str], limit: int = 8) -> str:
+    shown = ", ".join(f"'{utt}'" for utt in utts[:limit])
+    return shown + (f" and {len(utts) - limit} more" if len(utts) > limit else "")
 
 
 def derive_seed(seed: int, purpose: str, index: int = 0) -> int:
@@ -235,6 +254,10 @@ class Trainer:
         self.resumed_from: Optional[Path] = None
         self._log_sums: Dict[str, List[float]] = {}  # metric -> [sum, count] since the last log
         self._last_saved_step: Optional[int] = None
+        # Consecutive optimisation steps with non-finite losses, and the first of them (step, utts).
+        self._nonfinite_streak = 0
+        self._nonfinite_first: Optional[tuple] = None
+        self._step_nonfinite = False
         self._last_valid_step: Optional[int] = None
         self._resumed_step: Optional[int] = None
         self._tb_writer = None
@@ -344,6 +367,11 @@ class Trainer:
                     "resume from any (all unreadable, or resume() not called): resume it (--resume) or use another "
                     "--outdir"
                 )
+            if self.is_main and self.resumed_from is None and (self.outdir / METRICS_FILE).exists():
+                # A run killed before its first checkpoint left rows (and TensorBoard events) of the
+                # steps this one redoes: drop them, as resume() does after the step it resumes from.
+                self._resumed_step = self.step
+                self._truncate_metrics_after(self.step)
             if self.step >= max_steps:
                 logger.info("step %d >= train.max_steps %d: nothing to train", self.step, max_steps)
                 self._save()
@@ -356,6 +384,8 @@ class Trainer:
             with self._progress_bar(show_bar) as bar:
                 batches = self._open_epoch(skip=self.batch_in_epoch)
                 while self.step < max_steps:
+                    step_utts: List[str] = []  # utterances of this step's batches, to name in errors
+                    self._step_nonfinite = False
                     for micro_step in range(self.optimizer_step.accum_steps):
                         batch = next(batches, _END)
                         while batch is _END:
@@ -364,6 +394,7 @@ class Trainer:
                             batches = self._open_epoch(skip=0)
                             batch = next(batches, _END)
                         self.batch_in_epoch += 1
+                        step_utts.extend(_batch_utts(batch))
                         self.optimizer_step.micro_step = micro_step
                         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                             metrics = self.family.train_step(self._to_device(batch), self.step)
@@ -373,7 +404,10 @@ class Trainer:
                     self.step += 1
                     self._step_schedulers()
                     for name, ema in self.ema.items():
-                        ema.update(self.models[name])
+                        if not ema.update(self.models[name]) and self.is_main:
+                            logger.warning("step %d: %s has non-finite weights; its EMA weights were not updated",
+                                           self.step, name)
+                    self._check_nonfinite_streak(step_utts)
                     self._check_log_interval()
                     self._check_eval_interval()
                     self._check_save_interval()
@@ -473,10 +507,41 @@ class Trainer:
                 continue
             value = float(value)
             if not math.isfinite(value):
-                logger.warning("step %d: %s is %s", self.step, name, value)
+                # self.step + 1: the step being taken, as metrics.jsonl and checkpoints number it.
+                logger.warning("step %d: %s is %s", self.step + 1, name, value)
+                # A non-finite gradient norm alone is a skipped step (fp16 overflow while the
+                # GradScaler finds its scale); a non-finite loss means the model or data is broken.
+                if not name.endswith("grad_norm"):
+                    self._step_nonfinite = True
             pair = self._log_sums.setdefault(name, [0.0, 0])
             pair[0] += value
             pair[1] += 1
+
+    def _check_nonfinite_streak(self, step_utts: List[str]) -> None:
+        """Count consecutive steps with non-finite losses; stop at ``train.max_nonfinite_steps``."""
+        if self.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every process must stop at the same step, or the others wait for it forever.
+            flag = torch.tensor([float(self._step_nonfinite)])
+            if torch.distributed.get_backend() == "nccl":
+                flag = flag.cuda()
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            self._step_nonfinite = bool(flag.item())
+        if not self._step_nonfinite:
+            self._nonfinite_streak, self._nonfinite_first = 0, None
+            return
+        self._nonfinite_streak += 1
+        if self._nonfinite_streak == 1:
+            self._nonfinite_first = (self.step, step_utts)
+            if self.is_main and step_utts:
+                logger.warning("step %d: non-finite loss on the batch of %s", self.step, _name_utts(step_utts))
+        limit = self.conf["max_nonfinite_steps"]
+        if self._nonfinite_streak >= limit:
+            first_step, first_utts = self._nonfinite_first
+            batch = f" (its batch: {_name_utts(first_utts)})" if first_utts else ""
+            raise TrainerError(
+                f"the losses were NaN or infinite for {limit} consecutive steps, from step {first_step}{batch} "
+                f"to step {self.step}: check those utterances' features for NaN, or lower the learning rate; "
+                f"train.max_nonfinite_steps={limit} sets how many such steps stop the run")
 
     def _learning_rates(self) -> Dict[str, float]:
         if len(self.optimizers) == 1:
@@ -510,6 +575,14 @@ class Trainer:
                                "set train.best_metric to one of them")
         value = means[name]
         mode = self.conf["best_mode"]
+        if not math.isfinite(value):
+            if self.is_main:
+                logger.warning("valid %s is %s at step %d: not a best checkpoint (best.pt stays at step %s)",
+                               name, value, self.step, self.best_step)
+            return
+        if self.best_metric is not None and not math.isfinite(self.best_metric):
+            # A checkpoint of a run older than this guard may hold a NaN best, which no value beats.
+            self.best_metric = None
         better = (mode == "last" or self.best_metric is None
                   or (value < self.best_metric if mode == "min" else value > self.best_metric))
         if better:
