@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -26,6 +28,15 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
 BEST_NAME = "best.pt"
 _STEP_RE = re.compile(r"^step_(\d+)\.pt$")
+
+#: What every checkpoint the Trainer writes holds (see ``Trainer.state_dict``).
+CHECKPOINT_KEYS = ("models", "config", "step")
+#: What to do about a checkpoint that cannot be used, unless the caller knows better.
+DEFAULT_ADVICE = "re-train with the stage that makes it, or pick another checkpoint"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used for inference; the one-line message names the file and what to do."""
 
 
 def checkpoint_dir(outdir: str | os.PathLike) -> Path:
@@ -119,6 +130,57 @@ def load_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "step" not in state:
         raise ValueError(f"{path} is not a voiceswap checkpoint (no 'step' entry)")
+    return state
+
+
+def load_checkpoint_for_inference(path: str | os.PathLike, advice: Optional[str] = None) -> Dict[str, Any]:
+    """Load one of our checkpoints on CPU (``weights_only=True``) for unit dumps, conversion, scoring.
+
+    A missing, empty, truncated, corrupt or foreign file (one that is not a Trainer checkpoint with
+    ``models``, ``config`` and ``step``) raises :class:`CheckpointError` with one line naming the
+    path, what is wrong and what to do (``advice``, default: re-train or pick another checkpoint),
+    instead of PyTorch's unpickling traceback, which even suggests the unsafe ``weights_only=False``.
+    """
+    path = Path(path)
+    advice = advice or DEFAULT_ADVICE
+
+    def fail(reason: str) -> CheckpointError:
+        return CheckpointError(f"cannot load checkpoint {path}: it {reason}; {advice}")
+
+    if not path.exists():
+        if path.is_symlink():
+            raise fail(f"links to {os.readlink(path)}, which does not exist")
+        raise fail("does not exist")
+    if path.is_dir():
+        raise fail("is a directory, not a file")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as error:
+        raise fail(f"cannot be read ({error.strerror or error})") from None
+    if not magic:
+        raise fail("is empty (0 bytes)")
+    written_by_torch = magic == b"PK\x03\x04"  # torch.save writes a zip archive
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if written_by_torch:
+            raise fail("holds Python objects other than tensors and plain containers, so it is not one of our "
+                       "checkpoints (not unpickled, for safety)") from None
+        raise fail("is not a PyTorch checkpoint (corrupt, or another kind of file)") from None
+    except Exception as error:  # noqa: BLE001 - zip, EOF and unpickler errors all mean "unreadable"
+        if written_by_torch:
+            raise fail(f"is truncated or corrupt ({type(error).__name__})") from None
+        raise fail("is not a PyTorch checkpoint (corrupt, or another kind of file)") from None
+    if not isinstance(state, dict):
+        raise fail(f"holds a {type(state).__name__}, not a voiceswap checkpoint (a dict with "
+                   f"{', '.join(CHECKPOINT_KEYS)})")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        found = ", ".join(sorted(str(key) for key in state)[:6]) or "nothing"
+        raise fail(f"is not a voiceswap checkpoint (no {', '.join(missing)}; it has {found})")
     return state
 
 
