@@ -258,6 +258,7 @@ class Trainer:
         self._nonfinite_streak = 0
         self._nonfinite_first: Optional[tuple] = None
         self._step_nonfinite = False
+        self._ema_frozen: set = set()  # models whose EMA skipped its last update (non-finite weights)
         self._last_valid_step: Optional[int] = None
         self._resumed_step: Optional[int] = None
         self._tb_writer = None
@@ -404,9 +405,13 @@ class Trainer:
                     self.step += 1
                     self._step_schedulers()
                     for name, ema in self.ema.items():
-                        if not ema.update(self.models[name]) and self.is_main:
-                            logger.warning("step %d: %s has non-finite weights; its EMA weights were not updated",
-                                           self.step, name)
+                        if ema.update(self.models[name]):
+                            self._ema_frozen.discard(name)
+                        elif name not in self._ema_frozen:  # once per stretch of non-finite weights
+                            self._ema_frozen.add(name)
+                            if self.is_main:
+                                logger.warning("step %d: %s has non-finite weights; its EMA weights are not updated "
+                                               "until they are finite again", self.step, name)
                     self._check_nonfinite_streak(step_utts)
                     self._check_log_interval()
                     self._check_eval_interval()
