@@ -25,14 +25,13 @@ dev_set=dev
 eval_set=eval
 
 # Model options.
-model=vqvae             # model family: conf/<model>.yaml
-model_config=""         # family config (default: conf/<model>.yaml)
+model=vqvae             # the model: conf/<model>.yaml (its family: key says which family it is)
+model_config=""         # model config (default: conf/<model>.yaml)
 train_overrides=""      # config overrides "section.key=value ..." (they become part of the tag)
-vocoder=griffinlim      # vocoder of stage 8: griffinlim (no training) or hifigan (trained in stage 7)
-vocoder_config=""       # vocoder config (default: conf/vocoder/<vocoder>_small.yaml)
+vocoder=griffinlim      # the vocoder of stages 7-9: conf/vocoder/<vocoder>.yaml (griffinlim: nothing to train)
+vocoder_config=""       # vocoder config (default: conf/vocoder/<vocoder>.yaml)
 vocoder_overrides=""    # "section.key=value ..." overrides of the vocoder config, e.g. "train.max_steps=2000"
 vocoder_dir=""          # the trained vocoder, shared by every model (default: <exp-dir>/vocoder_<vocoder>_<corpus>)
-hubert_checkpoint=""    # softvc with content.features.kind=hubert: a local HuBERT checkpoint (empty: download HUBERT_BASE)
 ngpu=0                  # GPUs for training: 0 = CPU, 1 = one GPU, N > 1 = torchrun DDP on N GPUs
 convert_reconstruct=true # stage 8 also reconstructs every source with its own speaker
 
@@ -65,12 +64,12 @@ Stages:
   1: Kaldi data prep + validation                           -> \${data_dir}/{train,dev,eval}
   2: features (log-mel, MFCC-39) in \${nj} jobs               -> \${dump_dir}/raw/<feat>/<set>
   3: global/per-speaker statistics + normalisation          -> \${dump_dir}/stats, \${dump_dir}/norm
-  4: train the model (vqvae: encoder, codebook and decoder)  -> \${exp_dir}/<tag>
-     (softvc: content features, k-means, soft-unit head)    -> \${dump_dir}/content, \${exp_dir}/<tag>/content
-  5: dump units (vqvae: code indices and vectors;           -> \${dump_dir}/units/<tag>/<set>
-     softvc: k-means ids, soft units)
-  6: train the conversion model (vqvae: trained in stage 4;  softvc: the acoustic model -> \${exp_dir}/<tag>)
-  7: train the vocoder (griffinlim: nothing to train; hifigan -> \${exp_dir}/vocoder_hifigan_<corpus>)
+  Stages 4-7 run the steps the model's family declares (plan.py show --config conf/<model>.yaml):
+  4: train the content/unit model (e.g. vqvae: the whole model; softvc: content features, k-means,
+     soft-unit head)                                        -> \${exp_dir}/<tag>, \${dump_dir}/content
+  5: dump units of every set                                -> \${dump_dir}/units/<tag>/<set>
+  6: train the conversion model (e.g. softvc: the acoustic model; vqvae: nothing) -> \${exp_dir}/<tag>
+  7: train the vocoder (griffinlim: nothing to train)       -> \${exp_dir}/vocoder_<vocoder>_<corpus>
   8: convert the eval pairs, reconstruct their sources      -> \${exp_dir}/<tag>/convert_<vocoder>
   9: score: the metric suite (+ the speaker classifier)     -> \${exp_dir}/<tag>/scores_<vocoder>
  10: plots and the results table of every experiment        -> \${exp_dir}/<tag>/plots_<vocoder>, RESULTS.md
@@ -90,14 +89,13 @@ Options:
   --data-prep-opts      # extra options of local/<corpus>/data_prep.sh (default="${data_prep_opts}")
   --train-set, --dev-set, --eval-set  # set names (default="${train_set} ${dev_set} ${eval_set}")
 Model options:
-  --model               # model family (default="${model}")
-  --model-config        # family config (default="conf/<model>.yaml")
+  --model               # model config name: conf/<model>.yaml, e.g. vqvae, softvc (default="${model}")
+  --model-config        # model config (default="conf/<model>.yaml")
   --train-overrides     # "section.key=value ..." config overrides (default="${train_overrides}")
-  --vocoder             # vocoder: griffinlim or hifigan (default="${vocoder}")
-  --vocoder-config      # vocoder config (default: conf/vocoder/<vocoder>_small.yaml)
+  --vocoder             # vocoder config name: conf/vocoder/<vocoder>.yaml, e.g. griffinlim, hifigan (default="${vocoder}")
+  --vocoder-config      # vocoder config (default: conf/vocoder/<vocoder>.yaml)
   --vocoder-overrides   # "section.key=value ..." vocoder config overrides, e.g. "train.max_steps=2000"
   --vocoder-dir         # trained vocoder dir (default: \${exp_dir}/vocoder_<vocoder>_<corpus>)
-  --hubert-checkpoint   # softvc + HuBERT content features: local checkpoint (default: download HUBERT_BASE)
   --ngpu                # training GPUs; > 1 runs DistributedDataParallel via torchrun (default="${ngpu}")
   --convert-reconstruct # stage 8 also reconstructs each source (default="${convert_reconstruct}")
 Scoring options:
@@ -124,28 +122,36 @@ if [ $# -ne 0 ]; then
   log "Error: unexpected positional arguments: $*"
   exit 2
 fi
+last_stage=10
+is_uint() { case "$1" in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+if ! is_uint "${stage}" || ! is_uint "${stop_stage}"; then
+  log "Error: --stage '${stage}' and --stop-stage '${stop_stage}' must be stage numbers 0-${last_stage}"
+  exit 2
+fi
+if [ "${stage}" -gt "${last_stage}" ] || [ "${stop_stage}" -gt "${last_stage}" ]; then
+  log "Error: the last stage is ${last_stage}; got --stage ${stage} --stop-stage ${stop_stage}"
+  exit 2
+fi
+if [ "${stop_stage}" -lt "${stage}" ]; then
+  log "Error: --stop-stage ${stop_stage} is below --stage ${stage}: nothing would run"
+  exit 2
+fi
+if ! is_uint "${nj}" || [ "${nj}" -lt 1 ]; then
+  log "Error: --nj must be a positive integer (parallel jobs), got '${nj}'"
+  exit 2
+fi
+if ! is_uint "${ngpu}"; then
+  log "Error: --ngpu must be 0 (CPU) or a number of GPUs, got '${ngpu}'"
+  exit 2
+fi
 if ! echo " ${valid_corpora} " | grep -q " ${corpus} "; then
   log "Error: unknown corpus '${corpus}'; valid corpora: ${valid_corpora}"
   exit 2
 fi
 [ -n "${db_dir}" ] || db_dir=db/${corpus}
 [ -n "${model_config}" ] || model_config=conf/${model}.yaml
-if [ ! -f "${model_config}" ]; then
-  log "Error: no config ${model_config} for model '${model}'; configs: $(cd conf && ls ./*.yaml | sed 's|^\./||' | tr '\n' ' ')"
-  exit 2
-fi
-case "${vocoder}" in
-  griffinlim) ;;
-  hifigan)
-    [ -n "${vocoder_config}" ] || vocoder_config=conf/vocoder/${vocoder}_small.yaml
-    [ -n "${vocoder_dir}" ] || vocoder_dir=${exp_dir}/vocoder_${vocoder}_${corpus}
-    if [ ! -f "${vocoder_config}" ]; then
-      log "Error: no vocoder config ${vocoder_config}; configs: $(cd conf/vocoder && ls ./*.yaml | sed 's|^\./|conf/vocoder/|' | tr '\n' ' ')"
-      exit 2
-    fi
-    ;;
-  *) log "Error: unknown vocoder '${vocoder}'; valid vocoders: griffinlim hifigan"; exit 2 ;;
-esac
+[ -n "${vocoder_config}" ] || vocoder_config=conf/vocoder/${vocoder}.yaml
+[ -n "${vocoder_dir}" ] || vocoder_dir=${exp_dir}/vocoder_${vocoder}_${corpus}
 sets="${train_set} ${dev_set} ${eval_set}"
 
 # A fresh clone needs no manual step: the environment is built on first use.
@@ -155,6 +161,24 @@ if [ ! -f .venv/.voiceswap-setup ]; then
 fi
 . ./path.sh
 . ./cmd.sh
+
+# "section.key=value ..." -> "--set section.key=value ..." (train.py, plan.py and the step scripts).
+set_args() {
+  local _override _args=""
+  for _override in $1; do
+    _args+=" --set ${_override}"
+  done
+  echo "${_args}"
+}
+model_set_opts=$(set_args "${train_overrides}")
+vocoder_set_opts=$(set_args "${vocoder_overrides}")
+if [ ${stop_stage} -ge 4 ]; then
+  # The config's family: key names the family; an unknown model or vocoder lists the registered ones.
+  # shellcheck disable=SC2086
+  family=$(plan.py family --config "${model_config}" ${model_set_opts} --role conversion)
+  # shellcheck disable=SC2086
+  vocoder_family=$(plan.py family --config "${vocoder_config}" ${vocoder_set_opts} --role vocoder)
+fi
 
 # Data, features and experiments of two corpora must never mix under one data dir.
 check_corpus_of() {
@@ -276,193 +300,79 @@ fi
 
 if [ ${stop_stage} -ge 4 ]; then
   # One experiment per config and overrides: changing an override never reuses an old exp dir.
-  _set_opts=""
-  for _override in ${train_overrides}; do
-    _set_opts+=" --set ${_override}"
-  done
   # shellcheck disable=SC2086
-  [ -n "${tag}" ] || tag=$(train.py --config "${model_config}" ${_set_opts} --print-tag)
+  [ -n "${tag}" ] || tag=$(plan.py tag --config "${model_config}" ${model_set_opts})
   model_exp=${exp_dir}/${tag}
-  log "Experiment: ${model_exp} (tag ${tag})"
-  # The stage that writes the model stage 8 converts with (and its spk2id).
-  model_stage="stage 4"
-  if [ "${model}" = softvc ]; then
-    model_stage="stage 6"
-    # Content features are shared by every experiment with the same content.features (and checkpoint).
-    # shellcheck disable=SC2086
-    content_dir=${dump_dir}/content/$(extract_content.py --config "${model_config}" ${_set_opts} \
-      --hubert-checkpoint "${hubert_checkpoint}" --print-name)
-    units_dir=${dump_dir}/units/${tag}
-    # Where train.py / convert.py find the feature names of conf/softvc*.yaml ({set}: the set).
-    softvc_unit_scps="--feats-scp soft_units=${units_dir}/{set}/vectors.scp --feats-scp discrete_units=${units_dir}/{set}/discrete.scp"
-  fi
+  log "Experiment: ${model_exp} (tag ${tag}, family ${family}; vocoder ${vocoder}, family ${vocoder_family})"
 fi
+
+# Runs the jobs of stage $1 of the plan of config $2 (overrides $3) for experiment dir $4
+# (voiceswap/train/jobs.py): each job is skipped when its stamp says its inputs are unchanged.
+run_plan_stage() {
+  local _stage=$1 _config=$2 _set_opts=$3 _exp=$4 _name=$5
+  local _jobs _launcher _out _log _text _inputs _describe _command
+  # shellcheck disable=SC2086
+  _jobs=$(plan.py jobs --stage "${_stage}" --config "${_config}" ${_set_opts} --exp-dir "${_exp}" \
+    --dump-dir "${dump_dir}" --data-dir "${data_dir}" --train-set "${train_set}" --dev-set "${dev_set}" \
+    --eval-set "${eval_set}")
+  if [ -z "${_jobs}" ]; then
+    log "Stage ${_stage}: ${_name} has nothing to do in this stage"
+    return 0
+  fi
+  while IFS=$'\t' read -r -u 3 _launcher _out _log _text _inputs _describe _command; do
+    [ "${_inputs}" != - ] || _inputs=""
+    # shellcheck disable=SC2086
+    if [ "${_out}" != - ] && ! ${force} && stamp.py check "${_out}" --text "${_text}" ${_inputs}; then
+      log "Stage ${_stage}: ${_out} is up to date; skipping"
+      continue
+    fi
+    log "Stage ${_stage}: ${_describe}; see the progress in ${_log}"
+    case "${_launcher}" in
+      train) set_train_launcher; eval "${_cmd} '${_log}' ${_train} ${_command#train.py }" ;;
+      cpu) eval "${train_cmd} '${_log}' ${_command}" ;;
+      decode) eval "${decode_cmd} '${_log}' ${_command}" ;;
+      *) log "Error: plan.py gave an unknown launcher '${_launcher}'"; exit 1 ;;
+    esac
+    # shellcheck disable=SC2086
+    [ "${_out}" = - ] || stamp.py write "${_out}" --text "${_text}" ${_inputs}
+  done 3<<< "${_jobs}"
+}
 
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-  log "Stage 4: train ${model} (${model_config}${train_overrides:+, ${train_overrides}}) -> ${model_exp}"
-  require_file "${dump_dir}/norm/logmel80/${train_set}/.done" "stage 3"
-  set_train_launcher
-  if [ "${model}" = softvc ]; then
-    # (a) Content features of every set (content.features of the config).
-    for _set in ${sets}; do
-      _out=${content_dir}/${_set}
-      _inputs="${data_dir}/${_set}/wav.scp"
-      for _feat in ${feats}; do
-        _inputs+=" ${dump_dir}/norm/${_feat}/${_set}/.done"
-      done
-      [ -z "${hubert_checkpoint}" ] || _inputs+=" ${hubert_checkpoint}"
-      # shellcheck disable=SC2086
-      if ! ${force} && stamp.py check "${_out}" --text "${content_dir}" ${_inputs}; then
-        log "Stage 4: ${_out} is up to date; skipping"
-        continue
-      fi
-      log "Stage 4: content features $(basename "${content_dir}") of ${_set} -> ${_out}"
-      # shellcheck disable=SC2086
-      ${train_cmd} "${_out}/log/extract_content.log" \
-        extract_content.py --config "${model_config}" ${_set_opts} --hubert-checkpoint "${hubert_checkpoint}" \
-          --data-dir "${data_dir}" --dump-dir "${dump_dir}" "${_set}" "${_out}"
-      # shellcheck disable=SC2086
-      stamp.py write "${_out}" --text "${content_dir}" ${_inputs}
-    done
-    # (b) k-means on the train set's content features; its ids of train and dev are the head's targets.
-    _km=${model_exp}/content/kmeans
-    if ! ${force} && stamp.py check "${_km}" --text "${_set_opts}" "${content_dir}/${train_set}/.done" \
-        "${content_dir}/${dev_set}/.done"; then
-      log "Stage 4: ${_km} is up to date; skipping"
-    else
-      log "Stage 4: k-means on ${content_dir}/${train_set} -> ${_km}"
-      # shellcheck disable=SC2086
-      ${train_cmd} "${_km}/log/fit.log" \
-        kmeans_units.py fit --config "${model_config}" ${_set_opts} "${content_dir}/${train_set}/feats.scp" "${_km}/model.npz"
-      for _set in ${train_set} ${dev_set}; do
-        ${train_cmd} "${_km}/log/apply.${_set}.log" \
-          kmeans_units.py apply --name units "${_km}/model.npz" "${content_dir}/${_set}/feats.scp" "${_km}/${_set}"
-      done
-      stamp.py write "${_km}" --text "${_set_opts}" "${content_dir}/${train_set}/.done" "${content_dir}/${dev_set}/.done"
-    fi
-    # (c) The soft-unit head (config section content) learns to predict the k-means ids.
-    log "Stage 4: train the soft-unit head -> ${model_exp}/content; see the progress in ${model_exp}/content/log/train.log"
-    # shellcheck disable=SC2086
-    ${_cmd} "${model_exp}/content/log/train.log" \
-      ${_train} --config "${model_config}" ${_set_opts} --section content --outdir "${model_exp}/content" \
-        --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" --train-set "${train_set}" --valid-set "${dev_set}" \
-        --feats-scp "content=${content_dir}/{set}/feats.scp" --feats-scp "kmeans=${_km}/{set}/units.scp"
-  else
-    log "Stage 4: see the progress in ${model_exp}/train.log (or ${model_exp}/log/train.log)"
-    # shellcheck disable=SC2086
-    ${_cmd} "${model_exp}/log/train.log" \
-      ${_train} --config "${model_config}" ${_set_opts} --outdir "${model_exp}" \
-        --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" \
-        --train-set "${train_set}" --valid-set "${dev_set}"
-  fi
+  log "Stage 4: the content/unit model of ${family} (${model_config}${train_overrides:+, ${train_overrides}}) -> ${model_exp}"
+  run_plan_stage 4 "${model_config}" "${model_set_opts}" "${model_exp}" "${family}"
 fi
 
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-  log "Stage 5: dump ${model} units -> ${dump_dir}/units/${tag}/<set>"
-  if [ "${model}" = softvc ]; then
-    # k-means ids (discrete.scp) and the head's soft units (vectors.scp) and argmax (indices.scp), 50 Hz.
-    require_file "${model_exp}/content/spk2id" "stage 4"
-    require_file "${model_exp}/content/kmeans/model.npz" "stage 4"
-    _ckpt=$(readlink -f "${model_exp}/content/checkpoints/best.pt")
-    for _set in ${sets}; do
-      _out=${units_dir}/${_set}
-      _inputs="${_ckpt} ${model_exp}/content/kmeans/model.npz ${content_dir}/${_set}/.done"
-      # shellcheck disable=SC2086
-      if ! ${force} && stamp.py check "${_out}" --text "${_ckpt}" ${_inputs}; then
-        log "Stage 5: ${_out} is up to date; skipping"
-        continue
-      fi
-      ${decode_cmd} "${model_exp}/log/kmeans_units.${_set}.log" \
-        kmeans_units.py apply --name discrete "${model_exp}/content/kmeans/model.npz" \
-          "${content_dir}/${_set}/feats.scp" "${_out}"
-      ${decode_cmd} "${model_exp}/log/dump_units.${_set}.log" \
-        dump_units.py --model-dir "${model_exp}/content" --dump-dir "${dump_dir}" \
-          --feats-scp "content=${content_dir}/{set}/feats.scp" "${_set}" "${_out}"
-      # shellcheck disable=SC2086
-      stamp.py write "${_out}" --text "${_ckpt}" ${_inputs}
-    done
-  else
-    require_file "${model_exp}/spk2id" "stage 4"
-    for _set in ${sets}; do
-      _out=${dump_dir}/units/${tag}/${_set}
-      _ckpt=$(readlink -f "${model_exp}/checkpoints/best.pt")
-      if ! ${force} && stamp.py check "${_out}" --text "${_ckpt}" "${_ckpt}" "${data_dir}/${_set}/utt2spk"; then
-        log "Stage 5: ${_out} is up to date; skipping"
-        continue
-      fi
-      ${decode_cmd} "${model_exp}/log/dump_units.${_set}.log" \
-        dump_units.py --model-dir "${model_exp}" --dump-dir "${dump_dir}" "${_set}" "${_out}"
-      stamp.py write "${_out}" --text "${_ckpt}" "${_ckpt}" "${data_dir}/${_set}/utt2spk"
-    done
-  fi
+  log "Stage 5: dump the units of ${family} -> ${dump_dir}/units/${tag}/<set>"
+  run_plan_stage 5 "${model_config}" "${model_set_opts}" "${model_exp}" "${family}"
 fi
 
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-  case "${model}" in
-    vqvae) log "Stage 6: ${model}: the decoder is the conversion model and trained with the encoder in stage 4; nothing to do" ;;
-    softvc)
-      log "Stage 6: train the ${model} acoustic model (units + target speaker -> log-mel) -> ${model_exp}; see the progress in ${model_exp}/log/train.log"
-      require_file "${units_dir}/${train_set}/.done" "stage 5"
-      require_file "${units_dir}/${dev_set}/.done" "stage 5"
-      set_train_launcher
-      # shellcheck disable=SC2086
-      ${_cmd} "${model_exp}/log/train.log" \
-        ${_train} --config "${model_config}" ${_set_opts} --outdir "${model_exp}" \
-          --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" --train-set "${train_set}" --valid-set "${dev_set}" \
-          ${softvc_unit_scps}
-      ;;
-  esac
+  log "Stage 6: the conversion model of ${family} -> ${model_exp}"
+  run_plan_stage 6 "${model_config}" "${model_set_opts}" "${model_exp}" "${family}"
 fi
 
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
-  case "${vocoder}" in
-    griffinlim) log "Stage 7: ${vocoder} needs no training; nothing to do" ;;
-    hifigan)
-      # One vocoder per corpus and features, shared by every model: it learns log-mel -> audio of real speech.
-      require_file "${dump_dir}/raw/logmel80/${train_set}/.done" "stage 2"
-      require_file "${dump_dir}/raw/logmel80/${dev_set}/.done" "stage 2"
-      _voc_set_opts=""
-      for _override in ${vocoder_overrides}; do
-        _voc_set_opts+=" --set ${_override}"
-      done
-      log "Stage 7: train ${vocoder} (${vocoder_config}${vocoder_overrides:+, ${vocoder_overrides}}) -> ${vocoder_dir}; see the progress in ${vocoder_dir}/log/train.log"
-      set_train_launcher
-      # shellcheck disable=SC2086
-      ${_cmd} "${vocoder_dir}/log/train.log" \
-        ${_train} --config "${vocoder_config}" ${_voc_set_opts} --outdir "${vocoder_dir}" \
-          --feats-dir "${dump_dir}/raw" --data-dir "${data_dir}" --train-set "${train_set}" --valid-set "${dev_set}"
-      ;;
-  esac
+  # One vocoder per corpus and features, shared by every model: it learns log-mel -> audio of real speech.
+  log "Stage 7: the vocoder ${vocoder} (${vocoder_config}${vocoder_overrides:+, ${vocoder_overrides}}) -> ${vocoder_dir}"
+  run_plan_stage 7 "${vocoder_config}" "${vocoder_set_opts}" "${vocoder_dir}" "${vocoder_family}"
 fi
 
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
-  # One convert/scores/plots dir per vocoder (voiceswap/eval/layout.py), so both land in RESULTS.md.
+  # One convert/scores/plots dir per vocoder (voiceswap/eval/layout.py), so each lands in RESULTS.md.
   _out=${model_exp}/convert_${vocoder}
-  log "Stage 8: convert ${data_dir}/${eval_set}/pairs with ${model} + ${vocoder} -> ${_out}"
-  require_file "${model_exp}/spk2id" "${model_stage}"
+  log "Stage 8: convert ${data_dir}/${eval_set}/pairs with ${model_exp} + ${vocoder} -> ${_out}"
   require_file "${data_dir}/${eval_set}/pairs" "stage 1"
-  _ckpt=$(readlink -f "${model_exp}/checkpoints/best.pt")
-  _convert_opts=""
-  if [ "${model}" = softvc ]; then
-    require_file "${units_dir}/${eval_set}/.done" "stage 5"
-    _convert_opts+=" ${softvc_unit_scps}"
-  fi
-  if [ "${vocoder}" = hifigan ]; then
-    require_file "${vocoder_dir}/spk2id" "stage 7"
-    _convert_opts+=" --vocoder-dir ${vocoder_dir}"
-    # The checkpoint convert.py loads (best, else newest): a retrained vocoder makes the outputs out of date.
-    if [ -e "${vocoder_dir}/checkpoints/best.pt" ]; then
-      _voc_ckpt=$(readlink -f "${vocoder_dir}/checkpoints/best.pt")
-    else
-      _voc_ckpt=$(find "${vocoder_dir}/checkpoints" -name 'step_*.pt' | sort -t_ -k2 -n | tail -n 1)
-    fi
-  fi
-  _stamp_text="${_ckpt} ${vocoder} ${convert_reconstruct}${_voc_ckpt:+ ${_voc_ckpt}}"
+  # The checkpoints convert.py loads (best, else newest): a retrained model or vocoder makes the outputs out of date.
+  _ckpt=$(plan.py checkpoint --made-by "stages 4-6 (training of ${family})" "${model_exp}")
+  _voc_ckpt=$(plan.py checkpoint --made-by "stage 7 (the ${vocoder} vocoder)" --config "${vocoder_config}" "${vocoder_dir}")
+  _stamp_text="${_ckpt} ${vocoder_config} ${convert_reconstruct}${_voc_ckpt:+ ${_voc_ckpt}}"
   if ! ${force} && stamp.py check "${_out}" --text "${_stamp_text}" "${_ckpt}" "${data_dir}/${eval_set}/pairs"; then
     log "Stage 8: ${_out} is up to date; skipping"
   else
@@ -484,10 +394,10 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     # shellcheck disable=SC2086
     utils/split_scp.pl "${_out}/items" ${_split_items}
     log "Stage 8: ${_num_items} outputs in ${_nj} jobs; see the progress in ${_out}/log/convert.*.log"
-    # shellcheck disable=SC2086
     ${decode_cmd} JOB=1:"${_nj}" "${_out}/log/convert.JOB.log" \
-      convert.py --model-dir "${model_exp}" --dump-dir "${dump_dir}" --set "${eval_set}" \
-        --utt2spk "${data_dir}/${eval_set}/utt2spk" --vocoder "${vocoder}" ${_convert_opts} --job JOB \
+      convert.py --exp-dir "${model_exp}" --checkpoint "${_ckpt}" --dump-dir "${dump_dir}" --data-set "${eval_set}" \
+        --train-set "${train_set}" --utt2spk "${data_dir}/${eval_set}/utt2spk" \
+        --vocoder-config "${vocoder_config}" --vocoder-dir "${vocoder_dir}" --job JOB \
         "${_out}/split/items.JOB" "${_out}"
     for _n in $(seq "${_nj}"); do cat "${_out}/mel.${_n}.scp"; done | LC_ALL=C sort > "${_out}/mel.scp"
     for _n in $(seq "${_nj}"); do cat "${_out}/conversions.${_n}"; done | LC_ALL=C sort > "${_out}/conversions"
@@ -501,26 +411,21 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
   _scores=${model_exp}/scores_${vocoder}
   log "Stage 9: score ${model_exp}/convert_${vocoder} -> ${_scores}"
   require_file "${model_exp}/convert_${vocoder}/.done" "stage 8"
-  require_file "${dump_dir}/norm/logmel80/${train_set}/.done" "stage 3"
   # The judge of speaker accuracy, class and Frechet scores: the toolkit's own speaker classifier,
   # trained once per corpus on real train speech and cached (nothing is downloaded).
   _clf=${exp_dir}/speaker_classifier_${corpus}
   if [ ! -f "${_clf}/checkpoints/best.pt" ]; then
-    _clf_set_opts=""
-    for _override in ${classifier_overrides}; do
-      _clf_set_opts+=" --set ${_override}"
-    done
     log "Stage 9: train the speaker classifier of the metric suite -> ${_clf}; see the progress in ${_clf}/log/train.log"
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2046
     ${cuda_cmd} "${_clf}/log/train.log" \
-      train.py --config conf/speaker_classifier.yaml ${_clf_set_opts} --outdir "${_clf}" \
-        --feats-dir "${dump_dir}/norm" --data-dir "${data_dir}" --train-set "${train_set}" --valid-set "${dev_set}"
+      train.py --config conf/speaker_classifier.yaml $(set_args "${classifier_overrides}") --exp-dir "${_clf}" \
+        --dump-dir "${dump_dir}" --data-dir "${data_dir}" --train-set "${train_set}" --valid-set "${dev_set}"
   fi
-  _clf_ckpt=$(readlink -f "${_clf}/checkpoints/best.pt")
+  _clf_ckpt=$(plan.py checkpoint --made-by "stage 9 (the speaker classifier)" "${_clf}")
   _score_opts="--exp-dir ${model_exp} --data-dir ${data_dir} --dump-dir ${dump_dir} --eval-set ${eval_set}"
   _score_opts+=" --train-set ${train_set} --corpus ${corpus} --vocoder ${vocoder} --classifier-dir ${_clf}"
+  _score_opts+=" --vocoder-config ${vocoder_config} --vocoder-dir ${vocoder_dir}"
   _score_opts+=" --max-pairs ${score_max_pairs} ${score_opts}"
-  [ -z "${vocoder_dir}" ] || _score_opts+=" --vocoder-dir ${vocoder_dir}"
   if ! ${force} && stamp.py check "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert_${vocoder}/.done" "${_clf_ckpt}"; then
     log "Stage 9: ${_scores} is up to date; skipping"
   else

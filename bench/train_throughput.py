@@ -26,7 +26,8 @@ import torch
 import voiceswap.families  # noqa: F401  (registers the families)
 from voiceswap.data.loaders import build_loaders
 from voiceswap.features.spectral import load_feature_config
-from voiceswap.nets.vocoders import build_vocoder
+from voiceswap.data.streams import StreamLayout
+from voiceswap.train.experiment import load_vocoder
 from voiceswap.train.config import apply_overrides, load_config
 from voiceswap.train.registry import OptimizerStep, get_family
 
@@ -45,7 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="conf/vqvae.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--feats-dir", default="dump/norm")
+    parser.add_argument("--dump-dir", default="dump")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed round")
@@ -54,7 +55,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.num_threads)
     config = apply_overrides(load_config(args.config), args.overrides)
-    loaders = build_loaders(config, args.feats_dir, args.data_dir)
+    loaders = build_loaders(config, StreamLayout.of(args.dump_dir, "exp/bench"), args.data_dir)
 
     def fresh_family():
         torch.manual_seed(0)
@@ -88,11 +89,10 @@ def main() -> int:
     family = fresh_family()
     for model in family.models.values():
         model.eval()
-    feats_dir = Path(args.feats_dir)
-    features = kaldiio.load_scp(str(feats_dir / data["input_feats"] / "eval" / "feats.scp"))
-    feature_config = load_feature_config(Path(args.feats_dir).parent / "raw" / data["target_feats"] / "eval"
+    features = kaldiio.load_scp(str(Path(args.dump_dir) / "norm" / data["input_feats"] / "eval" / "feats.scp"))
+    feature_config = load_feature_config(Path(args.dump_dir) / "raw" / data["target_feats"] / "eval"
                                          / "feats_config.yaml")
-    vocoder = build_vocoder("griffinlim", feature_config.to_dict())
+    vocoder = load_vocoder(load_config("conf/vocoder/griffinlim.yaml"), feature_config.to_dict())
     utts = sorted(features)[: args.convert_utts]
     audio_seconds = compute_seconds = 0.0
     with torch.no_grad():

@@ -22,10 +22,10 @@ import kaldiio
 import torch
 
 from voiceswap.features.spectral import load_feature_config
-from voiceswap.nets.vocoders import build_vocoder
+import voiceswap.families  # noqa: F401  (registers the vocoder families)
 from voiceswap.nets.vocoders.hifigan import HiFiGANGenerator, HiFiGANVocoder
 from voiceswap.train.config import load_config
-from voiceswap.train.pretrained import load_vocoder
+from voiceswap.train.experiment import load_vocoder
 
 
 def real_time_factor(vocoder: Callable[[torch.Tensor], torch.Tensor], mels: List[torch.Tensor], sample_rate: int) -> float:
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--dump-dir", default="dump")
     parser.add_argument("--eval-set", default="eval")
     parser.add_argument("--vocoder-dir", default=None, help="trained HiFi-GAN (stage 7); default: untrained")
-    parser.add_argument("--hifigan-config", default="conf/vocoder/hifigan_small.yaml")
+    parser.add_argument("--hifigan-config", default="conf/vocoder/hifigan.yaml")
     parser.add_argument("--utts", type=int, default=20)
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     args = parser.parse_args()
@@ -52,13 +52,15 @@ def main() -> None:
             for _, mel in itertools.islice(kaldiio.load_scp_sequential(str(feats / "feats.scp")), args.utts)]
     seconds = sum(mel.shape[-1] for mel in mels) * feature_config["hop_length"] / feature_config["sample_rate"]
     if args.vocoder_dir:
-        hifigan, which = load_vocoder("hifigan", feature_config, args.vocoder_dir), f"trained, {args.vocoder_dir}"
+        hifigan = load_vocoder(load_config(args.hifigan_config), feature_config, args.vocoder_dir)
+        which = f"trained, {args.vocoder_dir}"
     else:
         generator_config = load_config(args.hifigan_config)["model"]["generator"]
         generator = HiFiGANGenerator(in_channels=feature_config["n_mels"], hop_length=feature_config["hop_length"],
                                      **generator_config)
         hifigan, which = HiFiGANVocoder(generator.eval()), f"untrained, {args.hifigan_config}"
-    vocoders = {"griffinlim": build_vocoder("griffinlim", feature_config), f"hifigan ({which})": hifigan}
+    griffinlim = load_vocoder(load_config("conf/vocoder/griffinlim.yaml"), feature_config)
+    vocoders = {"griffinlim": griffinlim, f"hifigan ({which})": hifigan}
     print(f"{len(mels)} {args.eval_set} utterances, {seconds:.1f} s of audio; RTF = compute s / audio s")
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)

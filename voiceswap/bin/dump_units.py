@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Dump a trained model's discrete units for a set: code indices and code vectors as Kaldi arks.
+"""Dump a trained model's units for a set (stage 5): code indices and code vectors as Kaldi arks.
 
 Writes one ark/scp pair per kind of unit the family gives, e.g. for vqvae
 ``<out-dir>/indices.{ark,scp}`` (int32 vectors, one index per 20 ms code frame) and
 ``<out-dir>/vectors.{ark,scp}`` (float32 ``(code frames, code_dim)`` matrices), plus
-``<out-dir>/utt2num_frames``. ``--feats-scp NAME=TEMPLATE`` reads input feature NAME from
-TEMPLATE (``{set}`` = the set) instead of ``<dump-dir>/norm/NAME/<set>/feats.scp``, e.g. Soft-VC's
-content features; a ``frame_shift`` file beside them is copied.
+``<out-dir>/utt2num_frames`` and ``<out-dir>/num_units`` (the size of the ``indices`` inventory, for
+the unit metrics of stage 9). The model is ``<exp-dir>[/<section>]``; its input stream
+(``data.input_feats``) is resolved from ``--config`` (voiceswap/data/streams.py); a ``frame_shift``
+file beside the input is copied when the units keep its rate.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import List, Optional
 import logging
 import shutil
 import sys
@@ -23,37 +25,45 @@ import torch
 from voiceswap.cli import configure_logging
 import voiceswap.families  # noqa: F401  (registers the families)
 from voiceswap.data.ark import ArkWriter, read_scp
-from voiceswap.data.atomic import write_kaldi_map
+from voiceswap.data.atomic import atomic_open, write_kaldi_map
+from voiceswap.data.finite import NonFiniteError, check_finite
+from voiceswap.data.streams import StreamError, StreamLayout, stream_scp
 from voiceswap.progress import progress
-from voiceswap.train.pretrained import load_trained
+from voiceswap.train.checkpoint import CheckpointError
+from voiceswap.train.config import ConfigError, apply_overrides, load_config
+from voiceswap.train.experiment import Experiment, ExperimentError
+from voiceswap.train.jobs import PlanError, section_config, section_dir
 from voiceswap.train.registry import UnsupportedByFamily
 
 
-def main() -> int:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model-dir", required=True, help="exp/<tag> with checkpoints/ and spk2id")
+    parser.add_argument("--config", required=True, help="the recipe config (conf/<model>.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config override (repeatable), as train.py")
+    parser.add_argument("--section", default="", help="the trained section whose units to dump (e.g. content)")
+    parser.add_argument("--exp-dir", required=True, help="the experiment dir exp/<tag>")
+    parser.add_argument("--dump-dir", default="dump", help="features, units and content features (the streams)")
+    parser.add_argument("--data-dir", default="data", help="unused; accepted like the other step scripts")
     parser.add_argument("--verbose", type=int, default=1)
-    parser.add_argument("--dump-dir", default="dump", help="normalised features: <dir>/norm/<feat>/<set>")
-    parser.add_argument("--feats-scp", action="append", default=[], metavar="NAME=TEMPLATE",
-                        help="feats.scp of input feature NAME, {set} = the set (e.g. content features)")
-    parser.add_argument("set", help="the set to dump, e.g. eval")
+    parser.add_argument("data_set", help="the set to dump, e.g. eval")
     parser.add_argument("out_dir")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
-        experiment = load_trained(args.model_dir)
-    except FileNotFoundError as error:
+        root = apply_overrides(load_config(args.config), args.overrides)
+        input_name = section_config(root, args.section)["data"]["input_feats"]
+        feats_scp = stream_scp(root, input_name, args.data_set, StreamLayout.of(args.dump_dir, args.exp_dir))
+        experiment = Experiment(section_dir(Path(args.exp_dir), args.section), "stage 4").load()
+        if not feats_scp.is_file():
+            raise StreamError(f"{feats_scp} not found: the input stream {input_name!r} of {args.data_set} is made by an "
+                              "earlier stage (stages 2-4)")
+    except (ConfigError, PlanError, StreamError, ExperimentError, CheckpointError) as error:
         logging.error("%s", error)
-        return 1
-    input_feats = experiment.config["data"]["input_feats"]
-    templates = dict(value.split("=", 1) for value in args.feats_scp if "=" in value)
-    if input_feats in templates:
-        feats_scp = Path(templates[input_feats].replace("{set}", args.set))
-    else:
-        feats_scp = Path(args.dump_dir) / "norm" / input_feats / args.set / "feats.scp"
-    if not feats_scp.is_file():
-        logging.error("%s not found: run %s first", feats_scp,
-                      "the stage that makes it" if input_feats in templates else "stages 2-3")
         return 1
     out = Path(args.out_dir)
     num_utts = sum(1 for _ in open(feats_scp))
@@ -68,11 +78,12 @@ def main() -> int:
             for name, value in units.items():
                 if name not in writers:
                     writers[name] = ArkWriter(out / f"{name}.ark", out / f"{name}.scp")
+                array = value.numpy()
+                check_finite(array, f"{name} units of utterance '{utt}' ({experiment.checkpoint})")
                 # Index sequences stay integers (Kaldi int32 vectors); everything else is float32.
-                dtype = np.int32 if not value.is_floating_point() else np.float32
-                writers[name][utt] = value.numpy().astype(dtype)
-    except UnsupportedByFamily as error:
-        logging.error("%s: %s", args.model_dir, error)
+                writers[name][utt] = array.astype(np.int32 if not value.is_floating_point() else np.float32)
+    except (UnsupportedByFamily, NonFiniteError) as error:
+        logging.error("%s: %s", experiment.path, error)
         for writer in writers.values():
             writer.abort()
         return 1
@@ -83,6 +94,10 @@ def main() -> int:
     for writer in writers.values():
         writer.close()
     write_kaldi_map(out / "utt2num_frames", ((utt, str(n)) for utt, n in num_frames.items()))
+    inventory = experiment.family.unit_inventory()
+    if inventory is not None:
+        with atomic_open(out / "num_units") as f:
+            f.write(f"{inventory}\n")
     if same_rate and (feats_scp.parent / "frame_shift").is_file():
         shutil.copyfile(feats_scp.parent / "frame_shift", out / "frame_shift")
     logging.info("units of %d utterances -> %s", num_utts, out)

@@ -19,6 +19,7 @@ content features (``spkcmvn_mfcc39_x2``, ``hubert_l7``, ``whisper_tiny_en``, ...
 from __future__ import annotations
 
 import argparse
+from typing import List, Optional
 import logging
 import sys
 from pathlib import Path
@@ -65,8 +66,8 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> int:
-    args = get_parser().parse_args()
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
     configure_logging(args.verbose)
     torch.set_num_threads(args.num_threads)
     try:

@@ -83,9 +83,9 @@ def plot_units(args, exp: Path, out: Path) -> List[Path]:
     indices = {u: np.asarray(v).reshape(-1).astype(np.int64) for u, v in kaldiio.load_scp(str(units / "indices.scp")).items()}
     all_codes = np.concatenate(list(indices.values()))
     import voiceswap.families  # noqa: F401
-    from voiceswap.train.pretrained import load_trained
+    from voiceswap.train.experiment import Experiment
 
-    experiment = load_trained(exp)
+    experiment = Experiment(exp).load()
     model = experiment.models["model"]
     from voiceswap.eval.units import inventory_size
 

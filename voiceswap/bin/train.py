@@ -1,23 +1,24 @@
 #!/usr/bin/env python3
 """Train a model family: ``--config conf/<family>.yaml`` plus ``--set section.key=value`` overrides.
 
-Resumes from the newest valid checkpoint in ``--outdir`` unless ``--resume false``. Runs unchanged
-as one process, under ``torchrun --nproc_per_node=N`` and under ``srun`` (DistributedDataParallel,
-nccl on GPUs, gloo on CPU); ``data.batch_size`` is per process, so the global batch is
-``batch_size x world size x train.grad_accum_steps`` (logged at the start). The resolved
-config (with the voiceswap version and git hash) and the speaker table ``spk2id`` are written to
-the outdir. ``--print-tag`` prints the experiment tag the recipe uses for exp/<tag> and exits.
+Trains into ``--exp-dir`` (exp/<tag>) and resumes from its newest valid checkpoint unless
+``--resume false``. Runs unchanged as one process, under ``torchrun --nproc_per_node=N`` and under
+``srun`` (DistributedDataParallel, nccl on GPUs, gloo on CPU); ``data.batch_size`` is per process,
+so the global batch is ``batch_size x world size x train.grad_accum_steps`` (logged at the start).
+The resolved config (with the voiceswap version and git hash) and the speaker table ``spk2id`` are
+written to the experiment dir.
 
 ``--section content`` trains the sub-config ``config["content"]`` (a complete config of another
-family, e.g. Soft-VC's soft-unit head in stage 4), with the overrides applied to the whole file,
-so both stages of one experiment share one tag. ``--feats-scp NAME=TEMPLATE`` says where a feature
-that is not under ``--feats-dir`` lives (``{set}`` is replaced by the set name), e.g.
-``--feats-scp soft_units=dump/units/<tag>/{set}/vectors.scp``.
+family, e.g. Soft-VC's soft-unit head in stage 4) into ``<exp-dir>/content``, with the overrides
+applied to the whole file, so both stages of one experiment share one tag. The streams the model
+reads (``data.input_feats``/``target_feats``) are resolved from the whole config
+(voiceswap/data/streams.py); a missing one names the stage of the plan that makes it.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import List, Optional
 import logging
 import os
 import sys
@@ -31,9 +32,11 @@ from voiceswap.data.atomic import write_kaldi_map
 from voiceswap.data.dataset import read_spk2id
 from voiceswap.data.kaldi_dir import DataDirError
 from voiceswap.data.loaders import DimensionMismatch, build_loaders
-from voiceswap.train.config import ConfigError, apply_overrides, experiment_tag, load_config
+from voiceswap.data.streams import StreamError, StreamLayout, stream_scp
+from voiceswap.train.config import ConfigError, apply_overrides, load_config
 from voiceswap.train.distributed import init_distributed, shutdown, wrap_models
-from voiceswap.train.pretrained import SPK2ID
+from voiceswap.train.experiment import SPK2ID
+from voiceswap.train.jobs import PlanError, producer, section_config, section_dir
 from voiceswap.train.registry import get_family, UnknownFamilyError
 from voiceswap.train.trainer import Trainer, TrainerError
 
@@ -50,19 +53,16 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key (repeatable); an unknown key is an error")
     parser.add_argument("--seed", type=int, help="shorthand for --set train.seed=N")
-    parser.add_argument("--outdir", help="experiment dir (exp/<tag>)")
+    parser.add_argument("--exp-dir", required=True, help="experiment dir (exp/<tag>); a --section trains into <exp-dir>/<section>")
     parser.add_argument("--resume", type=str2bool, default=True, help="resume from the newest valid checkpoint")
-    parser.add_argument("--feats-dir", default="dump/norm", help="normalised features: <dir>/<feat>/<set>/feats.scp")
+    parser.add_argument("--dump-dir", default="dump", help="features, units and content features (the streams)")
     parser.add_argument("--data-dir", default="data", help="Kaldi data dirs: <dir>/<set>/utt2spk")
     parser.add_argument("--train-set", default="train")
     parser.add_argument("--valid-set", default="dev")
     parser.add_argument("--ngpu", type=int, default=0, help="GPUs per process group (0: CPU); one per process")
     parser.add_argument("--num-threads", type=int, default=None,
                         help="torch intra-op threads (default: the CPUs divided among local processes)")
-    parser.add_argument("--section", help="train this sub-config of --config (e.g. content)")
-    parser.add_argument("--feats-scp", action="append", default=[], metavar="NAME=TEMPLATE",
-                        help="feats.scp of feature NAME with {set} for the set name (repeatable)")
-    parser.add_argument("--print-tag", action="store_true", help="print the experiment tag and exit")
+    parser.add_argument("--section", default="", help="train this sub-config of --config (e.g. content)")
     parser.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     return parser
 
@@ -70,40 +70,37 @@ def get_parser() -> argparse.ArgumentParser:
 def write_spk2id(outdir: Path, spk2id: dict) -> None:
     path = outdir / SPK2ID
     if path.is_file() and read_spk2id(path) != spk2id:
-        raise DataDirError(f"{path} lists other speakers than this train set: use another --outdir")
+        raise DataDirError(f"{path} lists other speakers than this train set: use another --exp-dir")
     write_kaldi_map(path, ((spk, str(index)) for spk, index in spk2id.items()))
 
 
-def parse_feats_scps(values: list) -> dict:
-    """``["name=template", ...]`` -> ``{name: template}``."""
-    feats_scps = {}
-    for value in values:
-        name, sep, template = value.partition("=")
-        if not sep or not name or not template:
-            raise ConfigError(f"bad --feats-scp {value!r}: write NAME=TEMPLATE, e.g. soft_units=dump/units/x/{{set}}/vectors.scp")
-        feats_scps[name] = template
-    return feats_scps
+def check_streams(root: dict, config: dict, layout: StreamLayout, subsets: list) -> None:
+    """Every stream the model reads exists, or the error names the stage of the plan that makes it."""
+    data = config["data"]
+    names = [data["feats"]] if "feats" in data else [data["input_feats"], data["target_feats"]]
+    family = get_family(root["family"])()
+    for name in names:
+        for subset in subsets:
+            scp = stream_scp(root, name, subset, layout)
+            if not scp.is_file():
+                step = producer(family, root, name)
+                maker = (f"stage {step.stage} ({step.kind}{' ' + step.section if step.section else ''})" if step
+                         else "stages 2-3 (features)")
+                raise DataDirError(f"stream {name!r} of set {subset} is missing ({scp}): run {maker} first")
 
 
-def main() -> int:
-    args = get_parser().parse_args()
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
     configure_logging(args.verbose)
     overrides = list(args.overrides) + ([f"train.seed={args.seed}"] if args.seed is not None else [])
+    layout = StreamLayout.of(args.dump_dir, args.exp_dir)
     try:
-        config = apply_overrides(load_config(args.config), overrides)
-        if args.print_tag:
-            print(experiment_tag(args.config, overrides))
-            return 0
-        if not args.outdir:
-            raise ConfigError("--outdir is required (the recipe uses exp/<tag>)")
-        if args.section:
-            if not isinstance(config.get(args.section), dict):
-                raise ConfigError(f"{args.config} has no section {args.section!r} to train")
-            config = config[args.section]
-        feats_scps = parse_feats_scps(args.feats_scp)
+        root = apply_overrides(load_config(args.config), overrides)
+        config = section_config(root, args.section)
         family = get_family(config["family"])()
         seed = config["train"]["seed"]
-    except (ConfigError, UnknownFamilyError, KeyError) as error:
+        check_streams(root, config, layout, [args.train_set, args.valid_set])
+    except (ConfigError, UnknownFamilyError, KeyError, PlanError, StreamError, DataDirError) as error:
         logging.error("%s", error)
         return 1
 
@@ -113,9 +110,9 @@ def main() -> int:
     if context.rank != 0:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 logs; the others only complain
     try:
-        loaders = build_loaders(config, args.feats_dir, args.data_dir, args.train_set, args.valid_set,
+        loaders = build_loaders(config, layout, args.data_dir, args.train_set, args.valid_set,
                                 world_size=context.world_size, rank=context.rank,
-                                pin_memory=context.device.type == "cuda", feats_scps=feats_scps)
+                                pin_memory=context.device.type == "cuda", stream_config=root)
     except (DataDirError, DimensionMismatch, ValueError) as error:
         message = str(error)
         if args.section:  # the override that fixes it lives in the section
@@ -124,7 +121,7 @@ def main() -> int:
         shutdown()
         return 1
     spk2id = loaders.spk2id
-    outdir = Path(args.outdir)
+    outdir = section_dir(Path(args.exp_dir), args.section)
     if context.rank == 0:
         outdir.mkdir(parents=True, exist_ok=True)
         write_spk2id(outdir, spk2id)

@@ -1,18 +1,18 @@
 """Train/valid DataLoaders of a family config over the recipe's normalised features.
 
-A config's ``data`` section names the feature streams (``input_feats``, ``target_feats``: dirs
-under ``<feats_dir>/<feat>/<set>/feats.scp``), the crop length, the per-process batch size and the
-loader workers. bin/train.py and the benchmarks build their loaders here, so both see the same data.
-
-A feature that does not live under ``feats_dir`` (units of an experiment, content features) is
-located by ``feats_scps``: ``{feat: template}`` with ``{set}`` in the template, e.g.
-``{"soft_units": "dump/units/<tag>/{set}/vectors.scp"}`` (``train.py --feats-scp``). Streams may
-have different frame rates (see :class:`~voiceswap.data.dataset.FeatsDataset`).
+A config's ``data`` section names the feature streams (``input_feats``, ``target_feats``), the crop
+length, the per-process batch size and the loader workers. Streams are resolved by
+:func:`voiceswap.data.streams.stream_scp` against a :class:`~voiceswap.data.streams.StreamLayout`
+(normalised features of stage 3, or units and content features that the config's ``streams:``
+section declares); ``stream_config`` is the config that declares them (the whole recipe config
+when a section such as Soft-VC's ``content`` is trained). Streams may have different frame rates
+(see :class:`~voiceswap.data.dataset.FeatsDataset`). bin/train.py and the benchmarks build their
+loaders here, so both see the same data.
 
 ``data.dataset: mel_audio_segments`` (vocoders) builds aligned (log-mel, waveform) segments
-instead: ``<feats_dir>/<data.feats>/<set>/feats.scp`` (the features *before* normalisation, so the
-recipe passes ``dump/raw``) with ``<data_dir>/<set>/wav.scp``; the config's ``features`` section
-must match the features' ``feats_config.yaml``.
+instead: stream ``data.feats`` (the features *before* normalisation, e.g. ``raw/logmel80``) with
+``<data_dir>/<set>/wav.scp``; the config's ``features`` section must match the features'
+``feats_config.yaml``.
 """
 
 from __future__ import annotations
@@ -26,24 +26,17 @@ from torch.utils.data import DataLoader, DistributedSampler
 from voiceswap.data.dataset import BucketBatchSampler, FeatsDataset, collate_padded, make_spk2id
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
 from voiceswap.data.segments import MelAudioSegmentDataset, check_mel_config, collate_segments
+from voiceswap.data.streams import StreamLayout, stream_scp
 
 
 class DimensionMismatch(ValueError):
     """A model's configured in/out dims differ from the features it is given."""
 
 
-def feats_scp(feat: str, feats_dir: str, subset: str, feats_scps: Optional[Mapping[str, str]] = None) -> str:
-    """Where feature ``feat`` of ``subset`` is: a ``feats_scps`` template, else ``<feats_dir>/<feat>/<subset>/feats.scp``."""
-    if feats_scps and feat in feats_scps:
-        return feats_scps[feat].replace("{set}", subset)
-    return f"{feats_dir}/{feat}/{subset}/feats.scp"
-
-
-def stream_scps(config: Mapping, feats_dir: str, subset: str,
-                feats_scps: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+def _stream_scps(config: Mapping, stream_config: Mapping, subset: str, layout: StreamLayout) -> Dict[str, str]:
     data = config["data"]
-    return {"input": feats_scp(data["input_feats"], feats_dir, subset, feats_scps),
-            "target": feats_scp(data["target_feats"], feats_dir, subset, feats_scps)}
+    return {"input": str(stream_scp(stream_config, data["input_feats"], subset, layout)),
+            "target": str(stream_scp(stream_config, data["target_feats"], subset, layout))}
 
 
 def check_dims(config: Mapping, dataset: FeatsDataset) -> None:
@@ -65,23 +58,24 @@ class Loaders:
     spk2id: Dict[str, int]
 
 
-def build_loaders(config: Mapping, feats_dir: str, data_dir: str, train_set: str = "train",
+def build_loaders(config: Mapping, layout: StreamLayout, data_dir: str, train_set: str = "train",
                   valid_set: str = "dev", world_size: int = 1, rank: int = 0, pin_memory: bool = False,
-                  feats_scps: Optional[Mapping[str, str]] = None) -> Loaders:
+                  stream_config: Optional[Mapping] = None) -> Loaders:
     """Loaders whose speaker ids come from the train set's utt2spk (sorted speaker names)."""
     data, seed = config["data"], config["train"]["seed"]
+    stream_config = stream_config if stream_config is not None else config
     utt2spk_path = f"{data_dir}/{train_set}/utt2spk"
     spk2id = make_spk2id(read_kaldi_map(utt2spk_path))
     kind = data.get("dataset", "feats")
     if kind == "mel_audio_segments":
-        return _segment_loaders(config, feats_dir, data_dir, train_set, valid_set, spk2id, world_size, rank,
-                                pin_memory, feats_scps)
+        return _segment_loaders(config, layout, data_dir, train_set, valid_set, spk2id, world_size, rank,
+                                pin_memory, stream_config)
     if kind != "feats":
         raise ValueError(f"data.dataset is {kind!r}; use feats (feature streams) or mel_audio_segments (vocoders)")
-    train_data = FeatsDataset(stream_scps(config, feats_dir, train_set, feats_scps), utt2spk_path, spk2id,
+    train_data = FeatsDataset(_stream_scps(config, stream_config, train_set, layout), utt2spk_path, spk2id,
                               crop_frames=data["crop_frames"], seed=seed)
     # Validation reads whole utterances with the train set's frame ratios (a small set could round otherwise).
-    valid_data = FeatsDataset(stream_scps(config, feats_dir, valid_set, feats_scps), f"{data_dir}/{valid_set}/utt2spk",
+    valid_data = FeatsDataset(_stream_scps(config, stream_config, valid_set, layout), f"{data_dir}/{valid_set}/utt2spk",
                               spk2id, frame_ratios={"input": train_data.frame_ratios["input"],
                                                     "target": train_data.frame_ratios["target"]})
     check_dims(config, train_data)
@@ -97,18 +91,18 @@ def build_loaders(config: Mapping, feats_dir: str, data_dir: str, train_set: str
     return Loaders(train, valid, spk2id)
 
 
-def _segment_loaders(config: Mapping, feats_dir: str, data_dir: str, train_set: str, valid_set: str,
+def _segment_loaders(config: Mapping, layout: StreamLayout, data_dir: str, train_set: str, valid_set: str,
                      spk2id: Dict[str, int], world_size: int, rank: int, pin_memory: bool,
-                     feats_scps: Optional[Mapping[str, str]]) -> Loaders:
+                     stream_config: Mapping) -> Loaders:
     """Aligned (log-mel, waveform) segment loaders of a vocoder config (``data.feats``, ``features``)."""
     data, features, seed = config["data"], config["features"], config["train"]["seed"]
 
     def dataset(subset: str, max_utts: Optional[int] = None) -> MelAudioSegmentDataset:
-        scp = feats_scp(data["feats"], feats_dir, subset, feats_scps)
+        scp = str(stream_scp(stream_config, data["feats"], subset, layout))
         stored = Path(scp).parent / "feats_config.yaml"
         if not stored.is_file():
             raise DataDirError(f"{stored} not found: a vocoder trains on the features of stage 2 "
-                               f"(<dump>/raw/{data['feats']}), which keep their feats_config.yaml")
+                               f"(e.g. data.feats: raw/logmel80), which keep their feats_config.yaml")
         check_mel_config(features, stored, "the vocoder config's features section")
         return MelAudioSegmentDataset(scp, f"{data_dir}/{subset}/wav.scp", f"{data_dir}/{subset}/utt2spk", spk2id,
                                       segment_frames=int(data["segment_frames"]),

@@ -21,19 +21,17 @@ from torch.utils.data import Dataset
 
 from voiceswap.data.audio import load_audio
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
-from voiceswap.features.spectral import load_feature_config
+from voiceswap.features.spectral import load_feature_config, mel_mismatches
 
 #: Feature-config keys that must agree between the stored features and a vocoder's config.
-MEL_KEYS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "f_min", "f_max", "log_floor")
 
 
 def check_mel_config(expected: Mapping, feats_config_path: str | Path, what: str = "the vocoder config") -> None:
     """Raise ``ValueError`` naming the keys where ``expected`` (a features section) and a feats_config.yaml differ."""
-    stored = load_feature_config(feats_config_path).to_dict()
-    if stored["type"] != "logmel":
-        raise ValueError(f"{feats_config_path} describes {stored['type']} features; a vocoder needs log-mel")
-    differences = [f"{key}: {what} has {expected[key]!r}, the features {stored[key]!r}"
-                   for key in MEL_KEYS if key in expected and float(expected[key]) != float(stored[key])]
+    stored = load_feature_config(feats_config_path)
+    if stored.type != "logmel":
+        raise ValueError(f"{feats_config_path} describes {stored.type} features; a vocoder needs log-mel")
+    differences = [f"{key} ({what} vs the features)" for key in mel_mismatches(expected, stored)]
     if differences:
         raise ValueError(f"the features of {Path(feats_config_path).parent} do not match {what} ("
                          + "; ".join(differences) + "): use features made with the same settings or fix the config")

@@ -34,7 +34,7 @@ counts its own updates, so it does not decay during the warm-up.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -46,10 +46,11 @@ from voiceswap.nets.vocoders.hifigan_losses import (
     generator_adversarial_loss,
     mel_l1_loss,
 )
+from voiceswap.features.spectral import mel_mismatches, mel_parameters
+from voiceswap.nets.vocoders.hifigan import HiFiGANVocoder
+from voiceswap.train.plan import Step
 from voiceswap.train.registry import Family, register_family
 
-#: Keys of the ``features`` section (those of ``conf/feats/logmel80.yaml`` that define the mel).
-FEATURE_KEYS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "f_min", "f_max", "log_floor")
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -61,10 +62,22 @@ class HiFiGANFamily(Family):
     """HiFi-GAN V1/V2-style vocoder; optimisers ``generator`` and ``discriminator`` (AdamW, 2e-4, (0.8, 0.99))."""
 
     ema_targets = ["generator"]
+    role = "vocoder"
+
+    def plan(self, config: Mapping[str, Any]) -> List[Step]:
+        return [Step(7, "train")]  # once per corpus and features, shared by every model
+
+    def vocoder(self, config: Mapping[str, Any], feature_config: Mapping[str, Any]) -> torch.nn.Module:
+        """The trained generator (loaded by voiceswap.train.experiment) for features ``feature_config``."""
+        differences = mel_mismatches(config["features"], feature_config)
+        if differences:
+            raise ValueError(f"this {config['family']} vocoder was trained on other features than these "
+                             f"({'; '.join(differences)}): train one on these features (stage 7, another --vocoder-dir)")
+        return HiFiGANVocoder(_unwrap(self.models["generator"]).eval())
 
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         features = config["features"]
-        self.log_mel = LogMelSpectrogram(**{key: features[key] for key in FEATURE_KEYS})
+        self.log_mel = LogMelSpectrogram(**mel_parameters(features))
         self.hop_length = int(features["hop_length"])
         losses = config.get("loss", {})
         self.mel_weight = float(losses.get("mel_weight", 45.0))

@@ -28,13 +28,14 @@ Loss: L1 over real frames and all bins (the seed averaged over padding too: a qu
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from voiceswap.nets.softvc import AcousticModel, SoftUnitHead, lengths_to_mask
-from voiceswap.train.registry import Family, SingleLossFamily, register_family
+from voiceswap.train.plan import Step
+from voiceswap.train.registry import Family, SingleLossFamily, UnsupportedByFamily, register_family
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -54,6 +55,9 @@ def _grad_norm(metrics: Dict[str, float], name: str, norm: Optional[float]) -> N
 @register_family("softvc_units")
 class SoftUnitsFamily(SingleLossFamily):
     """Soft-unit head trained by cross-entropy against discrete units; AdamW (the seed: lr 2e-5 on all of HuBERT)."""
+
+    def unit_inventory(self) -> Optional[int]:
+        return int(self.models["model"].num_units)
 
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         return {"model": SoftUnitHead(**config["model"])}
@@ -111,7 +115,42 @@ class SoftUnitsFamily(SingleLossFamily):
 @register_family("softvc")
 class SoftVCFamily(Family):
     """Units + target speaker -> normalised log-mel; teacher-forced masked L1; AdamW (4e-4, (0.8, 0.99), 1e-5)
-    as the seed."""
+    as the seed.
+
+    Plan: stage 4 makes content features of every set, k-means units on them and trains the
+    soft-unit head (section ``content``, into ``exp/<tag>/content``); stage 5 dumps the head's soft
+    units; stage 6 trains the acoustic model on the units the config's ``data.input_feats`` names.
+    """
+
+    role = "conversion"
+
+    def plan(self, config: Mapping[str, Any]) -> List[Step]:
+        return [Step(4, "content_features", "content", writes=("content",)),
+                Step(4, "kmeans", "content", reads=("content",), writes=("kmeans",)),
+                Step(4, "train", "content"),
+                Step(5, "dump_units", "content", reads=("content",), writes=("soft_units", "unit_indices")),
+                Step(6, "train")]
+
+    def requires(self, config: Mapping[str, Any]) -> Dict[str, int]:
+        return {"content": 4}
+
+    def prepare_input(self, streams, requirements, config):
+        """Audio's content features -> the soft units (or k-means ids) this model reads, as stages 4-5 make them."""
+        from voiceswap.features.content import utterance_content
+
+        head = requirements["content"]
+        content = torch.from_numpy(utterance_content(config["content"]["features"], streams))
+        input_feats = config["data"]["input_feats"]
+        if input_feats == "soft_units":
+            return head.family.encode_units(content)["vectors"]
+        if input_feats == "kmeans":
+            from voiceswap.features.kmeans import assign
+            import numpy as np
+
+            with np.load(head.path / "kmeans" / "model.npz") as saved:
+                return torch.from_numpy(assign(content.numpy(), saved["centroids"]).astype(np.float32))[:, None]
+        raise UnsupportedByFamily(f"softvc converting audio: data.input_feats {input_feats!r} is neither soft_units "
+                                  "nor kmeans")
 
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         self.valid_free_running = bool(config.get("valid", {}).get("free_running", True))

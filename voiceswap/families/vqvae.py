@@ -7,11 +7,12 @@ reconstruction plus the VQ bottleneck's own loss.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
 from voiceswap.nets.vqvae import VQVAE
+from voiceswap.train.plan import Step
 from voiceswap.train.registry import SingleLossFamily, register_family
 
 
@@ -24,7 +25,18 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
 
 @register_family("vqvae")
 class VQVAEFamily(SingleLossFamily):
-    """Chorowski-style VQ-VAE; one model, one optimiser (Adam, amsgrad as in seed 004)."""
+    """Chorowski-style VQ-VAE; one model, one optimiser (Adam, amsgrad as in seed 004).
+
+    Plan: stage 4 trains encoder, codebook and decoder together; stage 5 dumps the codes.
+    """
+
+    role = "conversion"
+
+    def plan(self, config: Mapping[str, Any]) -> List[Step]:
+        return [Step(4, "train"), Step(5, "dump_units")]
+
+    def unit_inventory(self) -> Optional[int]:
+        return int(self.models["model"].vq.codebook_size)
 
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         return {"model": VQVAE(num_speakers=num_speakers, **config["model"])}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
@@ -51,6 +51,23 @@ class FeatureConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+#: The keys that define a log-mel (and so what a vocoder must have been trained on).
+MEL_KEYS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "f_min", "f_max", "log_floor")
+
+
+def mel_parameters(features: Any) -> Dict[str, Any]:
+    """The :data:`MEL_KEYS` of a FeatureConfig or a features mapping (missing keys left out)."""
+    values = features.to_dict() if isinstance(features, FeatureConfig) else dict(features)
+    return {key: values[key] for key in MEL_KEYS if key in values}
+
+
+def mel_mismatches(expected: Any, actual: Any) -> List[str]:
+    """``key: a vs b`` for every mel key where two feature descriptions differ (empty: the same log-mel)."""
+    first, second = mel_parameters(expected), mel_parameters(actual)
+    return [f"{key} {first[key]!r} vs {second[key]!r}" for key in MEL_KEYS
+            if key in first and key in second and float(first[key]) != float(second[key])]
 
 
 def load_feature_config(path: str | Path) -> FeatureConfig:

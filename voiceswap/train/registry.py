@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from voiceswap.train.optim import build_optimizers, build_schedulers
+from voiceswap.train.plan import Step
+
 Models = Dict[str, nn.Module]
 Optimizers = Dict[str, torch.optim.Optimizer]
 Schedulers = Dict[str, torch.optim.lr_scheduler.LRScheduler]
@@ -123,6 +125,10 @@ class Family(abc.ABC):
 
     ema_targets: Optional[Sequence[str]] = None
 
+    #: What the recipe does with the family: ``conversion`` (``run.sh --model``), ``vocoder``
+    #: (``--vocoder``) or ``component`` (trained inside another family's plan, or the metric suite's judge).
+    role: str = "component"
+
     models: Models
     optims: Optimizers
     optimizer_step: OptimizerStep
@@ -171,6 +177,41 @@ class Family(abc.ABC):
         """One utterance's input features ``(T, D_in)`` -> its units, e.g. ``{"indices": (T_u,)
         long, "vectors": (T_u, D_u)}``."""
         raise UnsupportedByFamily(f"the {type(self).__name__} family has no units to dump")
+
+    def unit_inventory(self) -> Optional[int]:
+        """How many distinct ``indices`` :meth:`encode_units` can give (a codebook's size), None if unknown."""
+        return None
+
+    # The recipe contract (run.sh stages 4-8 ask the family, never the other way round).
+
+    def plan(self, config: Mapping[str, Any]) -> List[Step]:
+        """The steps of stages 4-7 this family needs, in order. Default: train the whole config in stage 4."""
+        return [Step(4, "train")]
+
+    def requires(self, config: Mapping[str, Any]) -> Dict[str, int]:
+        """Sub-experiments (``exp/<tag>/<name>``) that conversion from audio needs, by name -> the stage
+        that trains them (Soft-VC: its unit head ``content``, stage 4). Default: none."""
+        return {}
+
+    def prepare_input(self, streams: Mapping[str, torch.Tensor], requirements: Mapping[str, "Family"],
+                      config: Mapping[str, Any]) -> torch.Tensor:
+        """Conversion from audio: the model's input from one utterance's normalised feature streams.
+
+        ``streams`` maps the feature names of stage 2-3 (``mfcc39``, ``logmel80``, ``raw/mfcc39``, ...)
+        to ``(T, D)`` tensors; ``requirements`` holds the loaded :meth:`requires` families. The default
+        reads ``data.input_feats`` directly, which is right for any family whose input is a feature.
+        """
+        name = config["data"]["input_feats"]
+        if name not in streams:
+            raise UnsupportedByFamily(f"the {type(self).__name__} family reads stream {name!r}, which is not a "
+                                      f"feature of stages 2-3 ({', '.join(sorted(streams))}); it needs its own "
+                                      "prepare_input to convert audio")
+        return streams[name]
+
+    def vocoder(self, config: Mapping[str, Any], feature_config: Mapping[str, Any]) -> nn.Module:
+        """A vocoder family: a module ``(B, n_mels, T)`` natural-log mel -> ``(B, T * hop)`` audio for the
+        features ``feature_config`` (trained models are loaded first, see voiceswap.train.experiment)."""
+        raise UnsupportedByFamily(f"the {type(self).__name__} family is not a vocoder")
 
 
 class SingleLossFamily(Family):
@@ -227,9 +268,9 @@ def register_family(name: str) -> Callable[[F], F]:
     return decorator
 
 
-def registered_families() -> List[str]:
-    """Names of all registered families, sorted."""
-    return sorted(_FAMILIES)
+def registered_families(role: Optional[str] = None) -> List[str]:
+    """Names of all registered families (of ``role``, if given), sorted."""
+    return sorted(name for name, cls in _FAMILIES.items() if role is None or cls.role == role)
 
 
 def get_family(name: str) -> Type[Family]:

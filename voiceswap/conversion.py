@@ -1,0 +1,107 @@
+"""Conversion with a trained experiment: model input -> target speaker's log-mel -> vocoder -> audio.
+
+Used by stage 8 (``bin/convert.py``, eval pairs from the dumped streams) and by ``bin/convert_audio.py``
+(your own wav files, features made on the fly with the experiment's feature configs and stats).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Tuple, Union
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from voiceswap.data.atomic import temp_path_for
+from voiceswap.data.finite import check_finite
+from voiceswap.features.spectral import FeatureConfig, load_feature_config
+from voiceswap.train.experiment import LoadedExperiment, load_vocoder
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+#: Griffin-Lim (and a young HiFi-GAN) can overshoot; clipping would distort every metric.
+PEAK = 0.99
+
+
+class ConversionError(ValueError):
+    """A conversion that cannot be done as asked; the message says what and where."""
+
+
+@dataclass
+class TargetFeatures:
+    """What the model's output stream is: its feature config and the global stats that de-normalise it."""
+
+    config: FeatureConfig
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def of(cls, dump_dir: PathLike, name: str, train_set: Optional[str] = None) -> "TargetFeatures":
+        """``<dump>/stats/<name>/global_stats.npz`` and the feats_config.yaml stage 2 kept under ``<dump>/raw/<name>``."""
+        dump_dir = Path(dump_dir)
+        stats = dump_dir / "stats" / name / "global_stats.npz"
+        if not stats.is_file():
+            raise ConversionError(f"{stats} is missing: run stages 2-3 first")
+        sets = sorted((dump_dir / "raw" / name).glob("*/feats_config.yaml"))
+        if train_set and (dump_dir / "raw" / name / train_set / "feats_config.yaml").is_file():
+            sets = [dump_dir / "raw" / name / train_set / "feats_config.yaml"]
+        if not sets:
+            raise ConversionError(f"no {dump_dir}/raw/{name}/<set>/feats_config.yaml: run stage 2 first")
+        with np.load(stats) as loaded:
+            mean, std = torch.from_numpy(loaded["mean"]).float(), torch.from_numpy(loaded["std"]).float()
+        return cls(load_feature_config(sets[0]), mean, std)
+
+
+class Converter:
+    """One loaded model + vocoder: ``convert(model_input, target) -> (log_mel (T, n_mels), waveform)``."""
+
+    def __init__(self, model: LoadedExperiment, target: TargetFeatures, vocoder_config: Mapping[str, Any],
+                 vocoder_dir: Optional[PathLike] = None) -> None:
+        self.model = model
+        self.target = target
+        self.vocoder = load_vocoder(vocoder_config, target.config.to_dict(), vocoder_dir)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.target.config.sample_rate
+
+    def speaker_id(self, speaker: str) -> int:
+        if speaker not in self.model.spk2id:
+            raise ConversionError(f"target speaker '{speaker}' is not one the model knows "
+                                  f"({' '.join(self.model.spk2id)})")
+        return self.model.spk2id[speaker]
+
+    @torch.no_grad()
+    def convert(self, model_input: torch.Tensor, target_speaker: str, num_frames: Optional[int] = None,
+                what: str = "the utterance") -> Tuple[np.ndarray, np.ndarray]:
+        """Normalised model output in the target's voice, de-normalised and vocoded.
+
+        ``num_frames``: the source's frame count of the target features; a model working at a lower
+        frame rate may give a frame more or less, which is cropped or its last frame repeated.
+        """
+        normalised = self.model.family.convert(model_input, self.speaker_id(target_speaker))
+        frames = num_frames or normalised.shape[0]
+        if normalised.shape[0] > frames:
+            normalised = normalised[:frames]
+        elif normalised.shape[0] < frames:  # at most a frame or two of a lower-rate input's rounding
+            normalised = torch.cat([normalised, normalised[-1:].expand(frames - normalised.shape[0], -1)])
+        log_mel = normalised * self.target.std + self.target.mean
+        check_finite(log_mel.numpy(), f"the converted log-mel of {what} ({self.model.checkpoint})")
+        waveform = self.vocoder(log_mel.T.unsqueeze(0))[0].numpy()
+        check_finite(waveform, f"the vocoded audio of {what}")
+        peak = float(np.abs(waveform).max()) if waveform.size else 0.0
+        if peak > PEAK:
+            waveform = waveform * (PEAK / peak)
+        return log_mel.numpy(), waveform
+
+
+def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM, written to a temp file and renamed (nothing half-written survives a crash)."""
+    tmp = temp_path_for(path)
+    sf.write(tmp, waveform, sample_rate, subtype="PCM_16", format="WAV")
+    tmp.replace(path)
