@@ -104,7 +104,7 @@ TINY_MODEL = ("model.hidden_dim=32 model.residual_dim=16 model.code_dim=16 model
 
 def run_train(recipe_dir: Path, outdir: Path, *overrides: str, **popen) -> subprocess.CompletedProcess:
     command = [str(REPO_ROOT / ".venv" / "bin" / "python"), "voiceswap/bin/train.py", "--config", "conf/vqvae.yaml",
-               "--outdir", str(outdir), "--feats-dir", str(recipe_dir / "dump" / "norm"),
+               "--exp-dir", str(outdir), "--dump-dir", str(recipe_dir / "dump"),
                "--data-dir", str(recipe_dir / "data"), "--num-threads", "1"]
     for override in (*TINY_MODEL.split(), *overrides):
         command += ["--set", override]
@@ -174,9 +174,9 @@ def test_rerunning_model_stages_is_a_noop(recipe_dir, model_exp):
 
 def test_conversion_to_own_speaker_is_the_reconstruction(recipe_dir, model_exp):
     import voiceswap.families  # noqa: F401
-    from voiceswap.train.pretrained import load_trained
+    from voiceswap.train.experiment import Experiment
 
-    experiment = load_trained(model_exp)
+    experiment = Experiment(model_exp).load()
     model = experiment.models["model"]
     features = kaldiio.load_scp(str(recipe_dir / "dump" / "norm" / "mfcc39" / "eval" / "feats.scp"))
     utt = sorted(features)[0]
@@ -199,8 +199,8 @@ def test_override_errors_name_the_key(recipe_dir, tmp_path):
 
 def test_tag_follows_the_overrides():
     def tag(*overrides):
-        command = [str(REPO_ROOT / ".venv" / "bin" / "python"), "voiceswap/bin/train.py",
-                   "--config", "conf/vqvae.yaml", "--print-tag"]
+        command = [str(REPO_ROOT / ".venv" / "bin" / "python"), "voiceswap/bin/plan.py", "tag",
+                   "--config", "conf/vqvae.yaml"]
         for override in overrides:
             command += ["--set", override]
         return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
@@ -222,7 +222,7 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(recipe_dir, tmp_p
 
     outdir = tmp_path / "killed"
     command = [str(REPO_ROOT / ".venv" / "bin" / "python"), "voiceswap/bin/train.py", "--config", "conf/vqvae.yaml",
-               "--outdir", str(outdir), "--feats-dir", str(recipe_dir / "dump" / "norm"),
+               "--exp-dir", str(outdir), "--dump-dir", str(recipe_dir / "dump"),
                "--data-dir", str(recipe_dir / "data"), "--num-threads", "1"]
     for override in (*TINY_MODEL.split(), *schedule):
         command += ["--set", override]
@@ -256,8 +256,8 @@ def test_ddp_two_ranks_equal_one_process_with_double_batch(recipe_dir, tmp_path)
     assert single.returncode == 0, single.stderr[-2000:]
 
     command = [str(REPO_ROOT / ".venv" / "bin" / "torchrun"), "--standalone", "--nproc_per_node=2",
-               "voiceswap/bin/train.py", "--config", "conf/vqvae.yaml", "--outdir", str(tmp_path / "ddp"),
-               "--feats-dir", str(recipe_dir / "dump" / "norm"), "--data-dir", str(recipe_dir / "data"),
+               "voiceswap/bin/train.py", "--config", "conf/vqvae.yaml", "--exp-dir", str(tmp_path / "ddp"),
+               "--dump-dir", str(recipe_dir / "dump"), "--data-dir", str(recipe_dir / "data"),
                "--num-threads", "1"]
     for override in (*TINY_MODEL.split(), *DDP_MODEL, "data.batch_size=2"):
         command += ["--set", override]

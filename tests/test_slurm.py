@@ -269,8 +269,8 @@ def write_tiny_features(root):
 
 
 def train_command(root, outdir):
-    command = ["voiceswap/bin/train.py", "--config", "conf/vqvae.yaml", "--outdir", str(outdir),
-               "--feats-dir", str(root / "dump" / "norm"), "--data-dir", str(root / "data"), "--num-threads", "1"]
+    command = ["voiceswap/bin/train.py", "--config", "conf/vqvae.yaml", "--exp-dir", str(outdir),
+               "--dump-dir", str(root / "dump"), "--data-dir", str(root / "data"), "--num-threads", "1"]
     for override in ("model.hidden_dim=16", "model.residual_dim=8", "model.code_dim=8", "model.codebook_size=4",
                      "model.speaker_dim=4", "data.batch_size=2", "data.crop_frames=32", "data.num_workers=0",
                      "train.max_steps=4", "train.log_interval=2", "train.valid_interval=4", "train.save_interval=4"):
