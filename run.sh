@@ -32,6 +32,8 @@ vocoder=griffinlim      # the vocoder of stages 7-9: conf/vocoder/<vocoder>.yaml
 vocoder_config=""       # vocoder config (default: conf/vocoder/<vocoder>.yaml)
 vocoder_overrides=""    # "section.key=value ..." overrides of the vocoder config, e.g. "train.max_steps=2000"
 vocoder_dir=""          # the trained vocoder, shared by every model (default: <exp-dir>/vocoder_<vocoder>_<corpus>)
+inference_overrides=""  # stage 8: "inference.key=value ..." how the family converts (e.g. sampling steps, guidance);
+                        # the outputs go to convert_<vocoder>_<these settings>, so each setting is its own results row
 ngpu=0                  # GPUs for training: 0 = CPU, 1 = one GPU, N > 1 = torchrun DDP on N GPUs
 convert_reconstruct=true # stage 8 also reconstructs every source with its own speaker
 
@@ -96,6 +98,7 @@ Model options:
   --vocoder-config      # vocoder config (default: conf/vocoder/<vocoder>.yaml)
   --vocoder-overrides   # "section.key=value ..." vocoder config overrides, e.g. "train.max_steps=2000"
   --vocoder-dir         # trained vocoder dir (default: \${exp_dir}/vocoder_<vocoder>_<corpus>)
+  --inference-overrides # "inference.key=value ..." stage-8 settings of the family (default="${inference_overrides}")
   --ngpu                # training GPUs; > 1 runs DistributedDataParallel via torchrun (default="${ngpu}")
   --convert-reconstruct # stage 8 also reconstructs each source (default="${convert_reconstruct}")
 Scoring options:
@@ -171,6 +174,12 @@ set_args() {
   echo "${_args}"
 }
 model_set_opts=$(set_args "${train_overrides}")
+inference_set_opts=$(set_args "${inference_overrides}")
+# Stages 8-10 write convert_/scores_/plots_<decode>: the vocoder, plus the inference settings if any.
+decode=${vocoder}
+if [ -n "${inference_overrides}" ]; then
+  decode+=_$(echo "${inference_overrides}" | tr ' ' '\n' | LC_ALL=C sort | sed 's/^inference\.//' | tr '=/' '-+' | paste -sd_ -)
+fi
 vocoder_set_opts=$(set_args "${vocoder_overrides}")
 if [ ${stop_stage} -ge 4 ]; then
   # The config's family: key names the family; an unknown model or vocoder lists the registered ones.
@@ -366,13 +375,13 @@ fi
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
   # One convert/scores/plots dir per vocoder (voiceswap/eval/layout.py), so each lands in RESULTS.md.
-  _out=${model_exp}/convert_${vocoder}
+  _out=${model_exp}/convert_${decode}
   log "Stage 8: convert ${data_dir}/${eval_set}/pairs with ${model_exp} + ${vocoder} -> ${_out}"
   require_file "${data_dir}/${eval_set}/pairs" "stage 1"
   # The checkpoints convert.py loads (best, else newest): a retrained model or vocoder makes the outputs out of date.
   _ckpt=$(plan.py checkpoint --made-by "stages 4-6 (training of ${family})" "${model_exp}")
   _voc_ckpt=$(plan.py checkpoint --made-by "stage 7 (the ${vocoder} vocoder)" --config "${vocoder_config}" "${vocoder_dir}")
-  _stamp_text="${_ckpt} ${vocoder_config} ${convert_reconstruct}${_voc_ckpt:+ ${_voc_ckpt}}"
+  _stamp_text="${_ckpt} ${vocoder_config} ${convert_reconstruct} ${inference_overrides}${_voc_ckpt:+ ${_voc_ckpt}}"
   if ! ${force} && stamp.py check "${_out}" --text "${_stamp_text}" "${_ckpt}" "${data_dir}/${eval_set}/pairs"; then
     log "Stage 8: ${_out} is up to date; skipping"
   else
@@ -394,8 +403,9 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     # shellcheck disable=SC2086
     utils/split_scp.pl "${_out}/items" ${_split_items}
     log "Stage 8: ${_num_items} outputs in ${_nj} jobs; see the progress in ${_out}/log/convert.*.log"
+    # shellcheck disable=SC2086
     ${decode_cmd} JOB=1:"${_nj}" "${_out}/log/convert.JOB.log" \
-      convert.py --exp-dir "${model_exp}" --checkpoint "${_ckpt}" --dump-dir "${dump_dir}" --data-set "${eval_set}" \
+      convert.py --exp-dir "${model_exp}" --checkpoint "${_ckpt}" ${inference_set_opts} --dump-dir "${dump_dir}" --data-set "${eval_set}" \
         --train-set "${train_set}" --utt2spk "${data_dir}/${eval_set}/utt2spk" \
         --vocoder-config "${vocoder_config}" --vocoder-dir "${vocoder_dir}" --job JOB \
         "${_out}/split/items.JOB" "${_out}"
@@ -408,9 +418,9 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-  _scores=${model_exp}/scores_${vocoder}
-  log "Stage 9: score ${model_exp}/convert_${vocoder} -> ${_scores}"
-  require_file "${model_exp}/convert_${vocoder}/.done" "stage 8"
+  _scores=${model_exp}/scores_${decode}
+  log "Stage 9: score ${model_exp}/convert_${decode} -> ${_scores}"
+  require_file "${model_exp}/convert_${decode}/.done" "stage 8"
   # The judge of speaker accuracy, class and Frechet scores: the toolkit's own speaker classifier,
   # trained once per corpus on real train speech and cached (nothing is downloaded).
   _clf=${exp_dir}/speaker_classifier_${corpus}
@@ -423,10 +433,10 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
   fi
   _clf_ckpt=$(plan.py checkpoint --made-by "stage 9 (the speaker classifier)" "${_clf}")
   _score_opts="--exp-dir ${model_exp} --data-dir ${data_dir} --dump-dir ${dump_dir} --eval-set ${eval_set}"
-  _score_opts+=" --train-set ${train_set} --corpus ${corpus} --vocoder ${vocoder} --classifier-dir ${_clf}"
+  _score_opts+=" --train-set ${train_set} --corpus ${corpus} --vocoder ${decode} --classifier-dir ${_clf}"
   _score_opts+=" --vocoder-config ${vocoder_config} --vocoder-dir ${vocoder_dir}"
   _score_opts+=" --max-pairs ${score_max_pairs} ${score_opts}"
-  if ! ${force} && stamp.py check "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert_${vocoder}/.done" "${_clf_ckpt}"; then
+  if ! ${force} && stamp.py check "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert_${decode}/.done" "${_clf_ckpt}"; then
     log "Stage 9: ${_scores} is up to date; skipping"
   else
     rm -rf "${_scores}/measure"
@@ -436,19 +446,19 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
       score.py measure ${_score_opts} --job JOB --nj "${nj}"
     # shellcheck disable=SC2086
     ${decode_cmd} "${_scores}/log/summarize.log" score.py summarize ${_score_opts} --nj "${nj}"
-    stamp.py write "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert_${vocoder}/.done" "${_clf_ckpt}"
+    stamp.py write "${_scores}" --text "${_score_opts} ${_clf_ckpt}" "${model_exp}/convert_${decode}/.done" "${_clf_ckpt}"
     log "Stage 9: scores in ${_scores}/RESULTS.md and ${_scores}/metrics.json"
   fi
 fi
 
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
-  _plots=${model_exp}/plots_${vocoder}
+  _plots=${model_exp}/plots_${decode}
   [ -n "${results}" ] || results=$(dirname "${exp_dir}")/RESULTS.md
   log "Stage 10: plots -> ${_plots}, results of every experiment -> ${results}"
-  require_file "${model_exp}/scores_${vocoder}/metrics.json" "stage 9"
+  require_file "${model_exp}/scores_${decode}/metrics.json" "stage 9"
   ${train_cmd} "${_plots}/log/plot.log" \
-    plot.py --exp-dir "${model_exp}" --vocoder "${vocoder}" --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
+    plot.py --exp-dir "${model_exp}" --vocoder "${decode}" --data-dir "${data_dir}" --dump-dir "${dump_dir}" \
       --eval-set "${eval_set}" --train-set "${train_set}" "${_plots}"
   utils/show_results.sh "${exp_dir}" > "${results}.tmp"
   mv "${results}.tmp" "${results}"

@@ -46,6 +46,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--exp-dir", required=True, help="exp/<tag> with checkpoints/, config.yaml and spk2id")
     parser.add_argument("--checkpoint", help="convert with this checkpoint instead of the best (else newest)")
+    parser.add_argument("--set", dest="inference_overrides", action="append", default=[],
+                        metavar="inference.KEY=VALUE", help="change how the family converts (its inference: section)")
     parser.add_argument("--dump-dir", default="dump", help="features: <dir>/norm, <dir>/stats, <dir>/raw, units")
     parser.add_argument("--data-set", default="eval", help="the set the source utterances come from")
     parser.add_argument("--train-set", default="train", help="whose feats_config.yaml describes the target features")
@@ -65,7 +67,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     configure_logging(args.verbose)
     torch.set_num_threads(args.num_threads)
     try:
-        experiment = Experiment(args.exp_dir, "stage 4-6 (the model's training)").load(checkpoint=args.checkpoint)
+        experiment = Experiment(args.exp_dir, "stage 4-6 (the model's training)").load(
+            checkpoint=args.checkpoint, inference_overrides=args.inference_overrides)
         data = experiment.config["data"]
         feats_scp = stream_scp(experiment.config, data["input_feats"], args.data_set,
                                StreamLayout.of(args.dump_dir, args.exp_dir))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import yaml
 from torch import nn
@@ -29,7 +29,7 @@ from voiceswap.train.checkpoint import (
     list_checkpoints,
     load_checkpoint_for_inference,
 )
-from voiceswap.train.config import RESOLVED_CONFIG_NAME
+from voiceswap.train.config import RESOLVED_CONFIG_NAME, ConfigError, apply_overrides
 from voiceswap.train.registry import Family, get_family
 
 logger = logging.getLogger(__name__)
@@ -109,14 +109,22 @@ class Experiment:
         return found[-1][1].resolve()
 
     def load(self, which: str = "best", checkpoint: Optional[PathLike] = None,
-             with_requirements: bool = False) -> LoadedExperiment:
+             with_requirements: bool = False, inference_overrides: Sequence[str] = ()) -> LoadedExperiment:
         """The trained models in eval mode (EMA weights when kept); ``checkpoint`` overrides ``which``.
 
         With ``with_requirements`` the sub-experiments the family :meth:`~Family.requires` are loaded too.
+        ``inference_overrides`` (``inference.key=value``) change the config's ``inference:`` section (how a
+        family converts: sampling steps, guidance, ...) before the family is built; nothing else may change.
         """
         path = Path(checkpoint) if checkpoint else self.checkpoint(which)
         state = load_checkpoint_for_inference(path, f"re-train with {self.made_by}, or pick another checkpoint")
         config = state["config"]
+        if inference_overrides:
+            outside = [o for o in inference_overrides if not o.startswith("inference.")]
+            if outside:
+                raise ConfigError(f"inference overrides change only the inference: section, not {outside}; "
+                                  "a model setting needs a new experiment (--train-overrides)")
+            config = apply_overrides(config, inference_overrides)
         spk2id = self.spk2id
         family = get_family(config["family"])()
         try:
