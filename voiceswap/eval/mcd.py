@@ -19,7 +19,7 @@ alpha, so values are close to, not identical with, ``mcd``.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import scipy.fft
