@@ -86,6 +86,26 @@ def finite_metrics(metrics: Dict[str, Any]) -> bool:
     return bool(metrics) and all(math.isfinite(float(value)) for value in metrics.values())
 
 
+def own_audio_converts(exp: Path, corpus: Path, target: str, utt: str) -> None:
+    """convert_audio.py on a stereo 22.05 kHz copy of an eval utterance: 16 kHz mono of the same duration."""
+    import soundfile as sf
+    import torchaudio
+
+    wav_scp = dict(line.split(maxsplit=1) for line in (corpus / "data" / "eval" / "wav.scp").read_text().splitlines())
+    samples, rate = sf.read(wav_scp[utt].strip(), dtype="float32")
+    resampled = torchaudio.functional.resample(torch.from_numpy(samples), rate, 22050).numpy()
+    own = corpus / "own" / exp.name
+    own.mkdir(parents=True, exist_ok=True)
+    sf.write(own / "mine.wav", np.stack([resampled, 0.5 * resampled], axis=1), 22050)
+    out = corpus / "own_out" / exp.name
+    assert run_in_process(["convert_audio.py", "--exp-dir", str(exp), "--target-spk", target,
+                           "--dump-dir", str(corpus / "dump"), "--out-dir", str(out), str(own)]) == 0
+    converted, out_rate = sf.read(out / f"mine_to_{target}.wav")
+    assert out_rate == 16000 and converted.ndim == 1 and np.isfinite(converted).all()
+    assert abs(len(converted) - len(samples) * 16000 / rate) <= 2 * 160
+    assert (out / "conversions").read_text().split()[:3] == ["mine", str(own / "mine.wav"), target]
+
+
 def test_every_family_has_a_config_and_every_config_an_overlay():
     families = {load_config(CONF / f"{name}.yaml")["family"] for name in CONFIGS}
     trained_by_others = {"softvc_units"}  # a section of the softvc configs, not a config of its own
@@ -143,6 +163,7 @@ def test_family_contract(name, corpus, tiny_hubert):
         log_mel, audio = converter.convert(torch.from_numpy(np.array(features, dtype=np.float32)), target, frames)
         assert log_mel.shape == (frames, 80) and np.isfinite(log_mel).all()
         assert audio.shape == (frames * converter.target.config.hop_length,) and np.isfinite(audio).all()
+        own_audio_converts(model.path, corpus, target, utt)
     else:
         assert loaded is not None
         with pytest.raises(UnsupportedByFamily):

@@ -105,3 +105,64 @@ def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
     tmp = temp_path_for(path)
     sf.write(tmp, waveform, sample_rate, subtype="PCM_16", format="WAV")
     tmp.replace(path)
+
+
+class AudioFeatures:
+    """The feature streams of stages 2-3 for audio outside the corpus, made as the corpus's were.
+
+    Every feature of ``<dump>/raw/<name>/`` whose global statistics exist (``<dump>/stats/<name>``)
+    is extracted with the stored ``feats_config.yaml`` and normalised with those statistics: the
+    streams are ``<name>`` (normalised), ``raw/<name>`` and ``audio`` (the samples).
+    """
+
+    def __init__(self, dump_dir: PathLike, train_set: str = "train") -> None:
+        from voiceswap.features.spectral import FeatureExtractor
+
+        dump_dir = Path(dump_dir)
+        self.features = {}
+        for raw in sorted((dump_dir / "raw").glob("*")):
+            stats = dump_dir / "stats" / raw.name / "global_stats.npz"
+            configs = [raw / train_set / "feats_config.yaml"] + sorted(raw.glob("*/feats_config.yaml"))
+            config_path = next((path for path in configs if path.is_file()), None)
+            if config_path is None or not stats.is_file():
+                continue
+            with np.load(stats) as loaded:
+                mean, std = loaded["mean"].astype(np.float32), loaded["std"].astype(np.float32)
+            self.features[raw.name] = (FeatureExtractor(load_feature_config(config_path)), mean, std)
+        if not self.features:
+            raise ConversionError(f"no features with statistics under {dump_dir}/raw and {dump_dir}/stats: "
+                                  "run stages 2-3 of the corpus the model was trained on")
+        rates = {extractor.config.sample_rate for extractor, _, _ in self.features.values()}
+        if len(rates) != 1:
+            raise ConversionError(f"the features of {dump_dir} have several sample rates {sorted(rates)}")
+        self.sample_rate = rates.pop()
+
+    def __call__(self, waveform: np.ndarray) -> dict:
+        streams: dict = {"audio": waveform}
+        for name, (extractor, mean, std) in self.features.items():
+            raw = extractor(waveform)
+            streams[f"raw/{name}"] = raw
+            streams[name] = ((raw - mean) / std).astype(np.float32)
+        return streams
+
+
+def read_any_audio(path: PathLike, sample_rate: int) -> Tuple[np.ndarray, str]:
+    """Mono float32 samples at ``sample_rate`` from any file soundfile reads; the note says what was changed."""
+    from voiceswap.data.audio import AudioError, read_audio_entry
+
+    samples, rate = read_audio_entry(str(path))
+    notes = []
+    if samples.shape[1] > 1:
+        notes.append(f"{samples.shape[1]} channels downmixed to mono")
+        samples = samples.mean(axis=1, keepdims=True)
+    waveform = samples[:, 0]
+    if waveform.size == 0:
+        raise AudioError(f"'{path}' is empty (0 samples)")
+    check_finite(waveform, f"the audio of '{path}'")
+    if rate != sample_rate:
+        import torchaudio
+
+        notes.append(f"resampled {rate} -> {sample_rate} Hz")
+        waveform = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(waveform)), rate,
+                                                  sample_rate).numpy()
+    return waveform.astype(np.float32), ", ".join(notes)

@@ -40,9 +40,19 @@ from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
 from voiceswap.eval.layout import convert_dir, scores_dir
 from voiceswap.eval.plan import ROWS, ScoreInputError, build_plan, job_units, read_conversions
 from voiceswap.features.spectral import FeatureConfigError, load_feature_config
-from voiceswap.train.checkpoint import load_checkpoint
+from voiceswap.train.checkpoint import load_checkpoint_for_inference
+from voiceswap.train.config import load_config
+from voiceswap.train.experiment import Experiment, ExperimentError
 
 ALL_MEASURES = ("emb", "clf", "mcep", "f0", "asr", "mos")
+
+
+def vocoder_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """The vocoder's config: --vocoder-config, else conf/vocoder/<--vocoder>.yaml (the oracle row uses it)."""
+    path = Path(args.vocoder_config or f"conf/vocoder/{args.vocoder}.yaml")
+    if not path.is_file():
+        raise ScoreInputError(f"no vocoder config {path}: pass --vocoder-config conf/vocoder/<name>.yaml")
+    return load_config(path)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -123,7 +133,7 @@ def run_measure(args: argparse.Namespace, inputs: Inputs) -> int:
     if any("clf" in inputs.plan.units[u] for u in units):
         classifier = SpeakerClassifierJudge(args.classifier_dir, inputs.stats)
     audio = UnitAudio(dict(read_kaldi_map(inputs.convert / "wav.scp")), dict(read_kaldi_map(inputs.data / "wav.scp")),
-                      inputs.dump / "raw" / args.feats / args.eval_set / "feats.scp", args.vocoder,
+                      inputs.dump / "raw" / args.feats / args.eval_set / "feats.scp", vocoder_config(args),
                       inputs.feature_config, inputs.scores / "oracle_wav", vocoder_dir=args.vocoder_dir)
     records = measure_units(units, inputs.plan.units, audio, inputs.feature_config, classifier,
                             whisper_model=args.whisper_model, num_threads=args.num_threads)
@@ -173,8 +183,6 @@ def train_features(args: argparse.Namespace, inputs: Inputs) -> Optional[np.ndar
 
 
 def _load_exp_config(exp: Path) -> Dict[str, Any]:
-    from voiceswap.train.config import load_config
-
     path = exp / "config.yaml"
     return load_config(path) if path.is_file() else {}
 
@@ -238,10 +246,10 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
     if train_log.is_file():
         first = train_log.read_text(errors="replace").splitlines()[:1]
         train_command = first[0].lstrip("# ").strip() if first else None
-    step = None
-    best = inputs.exp / "checkpoints" / "best.pt"
-    if best.exists():
-        step = int(load_checkpoint(best).get("step", 0))
+    try:  # the step of the checkpoint stage 8 converted with (best, else newest)
+        step: Optional[int] = int(load_checkpoint_for_inference(Experiment(inputs.exp).checkpoint())["step"])
+    except ExperimentError:
+        step = None
     metrics = {
         "experiment": inputs.tag, "exp_dir": str(inputs.exp), "corpus": corpus, "eval_set": args.eval_set,
         "family": experiment.get("family", "unknown"), "vocoder": args.vocoder, "step": step,

@@ -16,7 +16,7 @@ import logging
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 import kaldiio
 import numpy as np
@@ -40,9 +40,9 @@ class SpeakerClassifierJudge:
 
     def __init__(self, model_dir: str | Path, stats_path: str | Path):
         import voiceswap.families  # noqa: F401  (registers the family)
-        from voiceswap.train.pretrained import load_trained
+        from voiceswap.train.experiment import Experiment
 
-        self.experiment = load_trained(model_dir)
+        self.experiment = Experiment(model_dir, "stage 9 (the speaker classifier)").load()
         if self.experiment.config.get("family") != "speaker_classifier":
             raise ScoreInputError(f"{model_dir} holds a {self.experiment.config.get('family')} model, "
                                   "not a speaker_classifier: pass the classifier's exp dir")
@@ -64,10 +64,10 @@ class UnitAudio:
     ``oracle:<utt>`` by vocoding the real utterance's raw log-mel (written under ``oracle_dir``)."""
 
     def __init__(self, out_wav_scp: Dict[str, str], real_wav_scp: Dict[str, str], raw_logmel_scp: Path,
-                 vocoder: str, feature_config: FeatureConfig, oracle_dir: Path,
+                 vocoder_config: Mapping[str, Any], feature_config: FeatureConfig, oracle_dir: Path,
                  vocoder_dir: Optional[str | Path] = None):
         self.out_wav_scp, self.real_wav_scp = out_wav_scp, real_wav_scp
-        self.raw_logmel_scp, self.vocoder_name, self.config = raw_logmel_scp, vocoder, feature_config
+        self.raw_logmel_scp, self.vocoder_config, self.config = raw_logmel_scp, vocoder_config, feature_config
         self.vocoder_dir = vocoder_dir
         self.oracle_dir = oracle_dir
         self._vocoder: Optional[Callable] = None
@@ -87,12 +87,12 @@ class UnitAudio:
         return self._oracle(key)
 
     def _oracle(self, utt: str) -> np.ndarray:
-        from voiceswap.train.pretrained import load_vocoder
+        from voiceswap.train.experiment import load_vocoder
 
         if self._vocoder is None:
             if not self.raw_logmel_scp.is_file():
                 raise ScoreInputError(f"{self.raw_logmel_scp} is missing: run stage 2 first")
-            self._vocoder = load_vocoder(self.vocoder_name, self.config.to_dict(), self.vocoder_dir)
+            self._vocoder = load_vocoder(self.vocoder_config, self.config.to_dict(), self.vocoder_dir)
             self._raw = kaldiio.load_scp(str(self.raw_logmel_scp))
         if utt not in self._raw:
             raise ScoreInputError(f"reference '{utt}' has no log-mel in {self.raw_logmel_scp}: re-run stage 2")

@@ -136,10 +136,12 @@ class SoftVCFamily(Family):
 
     def prepare_input(self, streams, requirements, config):
         """Audio's content features -> the soft units (or k-means ids) this model reads, as stages 4-5 make them."""
-        from voiceswap.features.content import utterance_content
+        from voiceswap.features.content import ContentExtractor
 
+        if getattr(self, "_content", None) is None:
+            self._content = ContentExtractor(config["content"]["features"])
         head = requirements["content"]
-        content = torch.from_numpy(utterance_content(config["content"]["features"], streams))
+        content = torch.from_numpy(self._content(streams))
         input_feats = config["data"]["input_feats"]
         if input_feats == "soft_units":
             return head.family.encode_units(content)["vectors"]

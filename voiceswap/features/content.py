@@ -175,3 +175,40 @@ class HubertContent:
         # extract_features stops after num_layers transformer layers: no time spent on the rest.
         outputs, _ = self.model.extract_features(wav, num_layers=self.layer)
         return outputs[self.layer - 1][0].numpy().astype(np.float32)
+
+
+class ContentExtractor:
+    """Content features of audio outside the corpus (``convert_audio.py``), as stage 4 makes them.
+
+    Called with one utterance's streams: ``raw/<feats>`` ``(T, D)`` features before normalisation
+    (what ``spkcmvn`` reads) and ``audio`` (16 kHz mono samples, what ``hubert`` and ``whisper``
+    read). ``spkcmvn`` normalises with the utterance's own mean and variance: a speaker the corpus
+    does not know has no stage-3 statistics, and one utterance of a second or more estimates them
+    well enough for the per-speaker CMVN this kind relies on.
+    """
+
+    def __init__(self, features: Mapping[str, Any]) -> None:
+        self.features = dict(features)
+        self.kind = self.features.get("kind")
+        if self.kind not in CONTENT_KINDS:
+            raise ContentFeatureError(f"content.features.kind is {self.kind!r}; use one of: {', '.join(CONTENT_KINDS)}")
+        self._model: Any = None
+
+    def __call__(self, streams: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self.kind == "spkcmvn":
+            name = f"raw/{self.features['feats']}"
+            if name not in streams:
+                raise ContentFeatureError(f"spkcmvn content features need the {name} stream")
+            raw = np.asarray(streams[name], dtype=np.float32)
+            mean, std = raw.mean(0), np.maximum(raw.std(0), 1e-5)
+            return stack_frames(speaker_cmvn(raw, mean, std), int(self.features["stack"]))
+        if self._model is None:
+            if self.kind == "hubert":
+                self._model = HubertContent(load_hubert(self.features.get("checkpoint") or None),
+                                            int(self.features["layer"]))
+            else:
+                from voiceswap.features.whisper import WhisperContent
+
+                self._model = WhisperContent(self.features.get("model_dir") or None,
+                                             self.features.get("compute_type") or "float32")
+        return self._model(np.asarray(streams["audio"], dtype=np.float32))

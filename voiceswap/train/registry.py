@@ -165,7 +165,7 @@ class Family(abc.ABC):
         """Scalar metrics on one validation batch (run under ``torch.no_grad()`` in eval mode)."""
 
     # Inference, used by the recipe's unit-dump and conversion stages on trained models
-    # (``voiceswap.train.pretrained.load_trained`` sets ``self.models``). A family overrides what it
+    # (``voiceswap.train.experiment.Experiment.load`` sets ``self.models``). A family overrides what it
     # supports; the defaults say clearly that it does not.
 
     def convert(self, features: torch.Tensor, target_speaker: int) -> torch.Tensor:
@@ -193,20 +193,22 @@ class Family(abc.ABC):
         that trains them (Soft-VC: its unit head ``content``, stage 4). Default: none."""
         return {}
 
-    def prepare_input(self, streams: Mapping[str, torch.Tensor], requirements: Mapping[str, "Family"],
+    def prepare_input(self, streams: Mapping[str, Any], requirements: Mapping[str, Any],
                       config: Mapping[str, Any]) -> torch.Tensor:
-        """Conversion from audio: the model's input from one utterance's normalised feature streams.
+        """Conversion from audio: the model's input from one utterance's feature streams.
 
-        ``streams`` maps the feature names of stage 2-3 (``mfcc39``, ``logmel80``, ``raw/mfcc39``, ...)
-        to ``(T, D)`` tensors; ``requirements`` holds the loaded :meth:`requires` families. The default
-        reads ``data.input_feats`` directly, which is right for any family whose input is a feature.
+        ``streams`` maps the feature names of stages 2-3 (normalised ``mfcc39``, ``logmel80``; before
+        normalisation ``raw/mfcc39``, ...) to ``(T, D)`` float32 arrays, and ``audio`` to the mono
+        samples; ``requirements`` holds the loaded :meth:`requires` experiments
+        (voiceswap.train.experiment.LoadedExperiment). The default reads ``data.input_feats``
+        directly, which is right for any family whose input is a feature of stages 2-3.
         """
         name = config["data"]["input_feats"]
         if name not in streams:
             raise UnsupportedByFamily(f"the {type(self).__name__} family reads stream {name!r}, which is not a "
                                       f"feature of stages 2-3 ({', '.join(sorted(streams))}); it needs its own "
                                       "prepare_input to convert audio")
-        return streams[name]
+        return torch.as_tensor(streams[name])
 
     def vocoder(self, config: Mapping[str, Any], feature_config: Mapping[str, Any]) -> nn.Module:
         """A vocoder family: a module ``(B, n_mels, T)`` natural-log mel -> ``(B, T * hop)`` audio for the
