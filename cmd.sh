@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2317  # sourced: "return || exit" is how a sourced file stops
 # Job dispatch, as in Kaldi/ESPnet: every parallel step runs as
 #   ${train_cmd} JOB=1:N log/x.JOB.log command ...
 # run.pl runs the jobs on this machine; slurm.pl submits them as one Slurm job array and waits

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2317  # sourced: "return || exit" is how a sourced file stops
 # Sourced by run.sh and the step scripts: the project's venv, utils/ and the entry scripts on PATH.
 VOICESWAP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export VOICESWAP_ROOT

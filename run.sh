@@ -22,7 +22,7 @@ exp_dir=exp             # experiments
 feats="logmel80 mfcc39" # feature configs (conf/feats/<name>.yaml) extracted in stage 2
 train_set=train
 dev_set=dev
-eval_set=eval
+eval_set="eval"
 
 # Model options.
 model=vqvae             # the model: conf/<model>.yaml (its family: key says which family it is)

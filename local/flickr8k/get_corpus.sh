@@ -13,7 +13,9 @@
 # safe extraction) is local/download.py's.
 set -euo pipefail
 
+# shellcheck disable=SC2034  # nj and cmd: accepted for run.sh's interface (parse_options.sh)
 nj=2                    # accepted for run.sh's interface; the download is one stream
+# shellcheck disable=SC2034
 cmd=run.pl              # idem
 url_base=https://groups.csail.mit.edu/sls/downloads/flickraudio/downloads
 download_dir=downloads

@@ -13,7 +13,9 @@
 # checksums, safe extraction) is local/download.py's.
 set -euo pipefail
 
+# shellcheck disable=SC2034  # nj and cmd: accepted for run.sh's interface (parse_options.sh)
 nj=2                    # accepted for run.sh's interface; downloads run one at a time
+# shellcheck disable=SC2034
 cmd=run.pl              # idem
 subsets="train-clean-100 dev-clean test-clean"
 url_base=https://www.openslr.org/resources/12
@@ -46,7 +48,7 @@ db=$1
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (librispeech/get_corpus.sh) $*" >&2; }
 die() { echo "$0: $*" >&2; exit 1; }
 
-subsets=$(echo ${subsets//,/ })
+subsets=${subsets//,/ }
 [ -n "$subsets" ] || die "--subsets is empty"
 for subset in $subsets; do
   [[ $subset =~ ^(train|dev|test)-[a-z0-9-]+$ ]] ||

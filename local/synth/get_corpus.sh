@@ -45,7 +45,8 @@ die() { echo "$0: $*" >&2; exit 1; }
 [[ $nj =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive integer, got '$nj'"
 [[ $num_sentences =~ ^[1-9][0-9]*$ ]] || die "--num-sentences must be a positive integer, got '$num_sentences'"
 [[ $seed =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, got '$seed'"
-speakers=$(echo ${speakers//,/ })  # one space between ids, commas accepted too
+speakers=${speakers//,/ }  # commas accepted too
+speakers=$(echo "${speakers}" | xargs)  # one space between ids
 
 # Everything the audio depends on. voices.py also fails, with one line, on an
 # unknown speaker or a missing engine.

@@ -11,7 +11,9 @@
 # checksums, safe extraction) is local/download.py's.
 set -euo pipefail
 
+# shellcheck disable=SC2034  # nj and cmd: accepted for run.sh's interface (parse_options.sh)
 nj=2                    # accepted for run.sh's interface; the download is one stream
+# shellcheck disable=SC2034
 cmd=run.pl              # idem
 url_base=https://datashare.ed.ac.uk/bitstream/handle/10283/3443
 download_dir=downloads
