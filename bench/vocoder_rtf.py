@@ -28,7 +28,8 @@ from voiceswap.train.config import load_config
 from voiceswap.train.experiment import load_vocoder
 
 
-def real_time_factor(vocoder: Callable[[torch.Tensor], torch.Tensor], mels: List[torch.Tensor], sample_rate: int) -> float:
+def real_time_factor(vocoder: Callable[[torch.Tensor], torch.Tensor], mels: List[torch.Tensor],
+                     sample_rate: int) -> float:
     with torch.inference_mode():
         vocoder(mels[0])  # warm-up: allocator, FFT plans
         start = time.perf_counter()

@@ -20,7 +20,8 @@ def repo_root() -> Path:
 
 
 #: A speaker classifier for stage 9 that trains in seconds (the metric suite's judge in recipe tests).
-TINY_CLASSIFIER = "model.channels=16 model.embedding_dim=8 train.max_steps=20 train.valid_interval=10 train.save_interval=10"
+TINY_CLASSIFIER = ("model.channels=16 model.embedding_dim=8 "
+                   "train.max_steps=20 train.valid_interval=10 train.save_interval=10")
 
 
 def run_recipe_in(tmp: Path, corpus_options: list, *args: str) -> subprocess.CompletedProcess:

@@ -160,6 +160,8 @@ def start_cluster(root: Path) -> SlurmCluster:
     node_info = subprocess.run([f"{sbin}/slurmd", "-C"], capture_output=True, text=True).stdout
     mem = re.search(r"RealMemory=(\d+)", node_info)
     cpus = re.search(r"CPUs=(\d+)", node_info)
+    node_cpus = cpus.group(1) if cpus else 2
+    node_mem = mem.group(1) if mem else 1000
     ctld_port, slurmd_port = _free_port(), _free_port()
     conf = root / "slurm.conf"
     conf.write_text(f"""\
@@ -188,7 +190,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerParameters=batch_sched_delay=0
 MinJobAge=5
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus.group(1) if cpus else 2} RealMemory={mem.group(1) if mem else 1000} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={node_cpus} RealMemory={node_mem} State=UNKNOWN
 PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime={PARTITION_MAX_TIME} State=UP
 """)
     env = recipe_env()

@@ -429,7 +429,8 @@ def test_summary_and_tables_carry_both_judges_and_both_mcds():
                                           "condition_on_previous_text": False}}}
     report = experiment_report(metrics)
     header = next(line for line in report.splitlines() if line.startswith("| row"))
-    assert header.index("MCD dB") < header.index("MCD-logmel dB") < header.index("WER %") < header.index("WER psphinx %")
+    assert (header.index("MCD dB") < header.index("MCD-logmel dB") < header.index("WER %")
+            < header.index("WER psphinx %"))
     assert "Whisper `/m`" in report and "beam 5" in report
     table = corpus_results([metrics], "show_results.sh")
     header = next(line for line in table.splitlines() if line.startswith("| experiment")).split(" | ")

@@ -53,7 +53,8 @@ def test_features_and_normalisation(recipe_dir):
     for feat, dim in (("logmel80", 80), ("mfcc39", 39)):
         raw = kaldiio.load_scp(str(dump / "raw" / feat / "train" / "feats.scp"))
         assert len(raw) == 12
-        frames = dict(line.split() for line in (dump / "raw" / feat / "train" / "utt2num_frames").read_text().splitlines())
+        frames = dict(line.split()
+                      for line in (dump / "raw" / feat / "train" / "utt2num_frames").read_text().splitlines())
         for utt, matrix in raw.items():
             assert matrix.shape == (int(frames[utt]), dim)
         stats = np.load(dump / "stats" / feat / "global_stats.npz")

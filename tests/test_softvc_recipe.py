@@ -114,7 +114,8 @@ def test_scores_and_plots_with_the_trained_vocoder(softvc_recipe):
 
 def test_hifigan_upsampling_mismatch_is_a_clear_error(softvc_recipe, tmp_path):
     root, _ = softvc_recipe
-    overrides = TINY_HIFIGAN + " model.generator.upsample_rates=[8,8,2,2] model.generator.upsample_kernel_sizes=[16,16,4,4]"
+    overrides = (TINY_HIFIGAN + " model.generator.upsample_rates=[8,8,2,2]"
+                 " model.generator.upsample_kernel_sizes=[16,16,4,4]")
     result = run_recipe(root, "--vocoder", "hifigan", "--stage", "7", "--stop-stage", "7",
                         "--vocoder-dir", str(tmp_path / "voc"), "--vocoder-overrides", overrides)
     assert result.returncode != 0

@@ -101,7 +101,8 @@ def check_layout(db_dir: Path, subsets: Sequence[str]) -> str:
         for chapter in chapters(root, subset):
             trans = chapter / f"{chapter.parent.name}-{chapter.name}.trans.txt"
             if not trans.is_file():
-                raise CorpusError(f"{trans} is missing: the corpus is incomplete; remove {root / subset} and rerun stage 0")
+                raise CorpusError(f"{trans} is missing: the corpus is incomplete; "
+                                  f"remove {root / subset} and rerun stage 0")
             for line in trans.read_text(encoding="utf-8").splitlines():
                 utt = line.split(maxsplit=1)[0] if line.strip() else ""
                 if utt and not (chapter / f"{utt}.flac").is_file():

@@ -229,7 +229,8 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--db-dir", type=Path, required=True, help="corpus directory (holds sentences.txt)")
     parser.add_argument("--sentences", type=Path, default=None, help="sentences file (default: <db-dir>/sentences.txt)")
-    parser.add_argument("--speakers", default=voices.DEFAULT_SPEAKERS, help="speaker ids, separated by spaces or commas")
+    parser.add_argument("--speakers", default=voices.DEFAULT_SPEAKERS,
+                        help="speaker ids, separated by spaces or commas")
     parser.add_argument("--job", type=int, default=1, help="this job's number, 1..num-jobs")
     parser.add_argument("--num-jobs", type=int, default=1, help="number of parallel jobs")
     parser.add_argument("--verbose", type=int, default=1, help="logging level (0: warnings, 1: info, 2: debug)")

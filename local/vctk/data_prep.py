@@ -241,7 +241,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help="speaker split: eval speakers; utterance split: speakers in eval/pairs")
     parser.add_argument("--dev-speakers", default="", help="speaker split: explicit dev speakers")
     parser.add_argument("--eval-speakers", default="", help="explicit eval (and pair) speakers")
-    parser.add_argument("--num-pair-utts", type=int, default=5, help="source utterances per speaker in eval/pairs (0: all)")
+    parser.add_argument("--num-pair-utts", type=int, default=5,
+                        help="source utterances per speaker in eval/pairs (0: all)")
     parser.add_argument("--keep-untranscribed", choices=("true", "false"), default="false",
                         help="keep utterances without a transcript (empty text)")
     parser.add_argument("--check-layout", action="store_true", help="only check the corpus layout and exit")

@@ -60,8 +60,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         feats_scp = stream_scp(root, input_name, args.data_set, StreamLayout.of(args.dump_dir, args.exp_dir))
         experiment = Experiment(section_dir(Path(args.exp_dir), args.section), "stage 4").load()
         if not feats_scp.is_file():
-            raise StreamError(f"{feats_scp} not found: the input stream {input_name!r} of {args.data_set} is made by an "
-                              "earlier stage (stages 2-4)")
+            raise StreamError(f"{feats_scp} not found: the input stream {input_name!r} of {args.data_set} "
+                              "is made by an earlier stage (stages 2-4)")
     except (ConfigError, PlanError, StreamError, ExperimentError, CheckpointError) as error:
         logging.error("%s", error)
         return 1

@@ -52,7 +52,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--verbose", type=int, default=1)
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser("fit", help="fit k-means on a feats.scp")
-    fit.add_argument("--config", help="Soft-VC config: content.model.num_units and content.kmeans.{seed,max_frames,max_iter}")
+    fit.add_argument("--config",
+                     help="Soft-VC config: content.model.num_units and content.kmeans.{seed,max_frames,max_iter}")
     fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     fit.add_argument("--num-clusters", type=int, help="without --config")
     fit.add_argument("--seed", type=int, default=0, help="without --config")
@@ -114,7 +115,8 @@ def run_apply(args: argparse.Namespace) -> int:
         for utt, matrix in progress(read_scp(args.feats_scp), total=num_utts, desc="k-means units"):
             if matrix.shape[1] != centroids.shape[1]:
                 logging.error("utterance '%s' of %s has dim %d but the k-means centroids have dim %d: the features "
-                              "changed since stage 4; re-run it", utt, args.feats_scp, matrix.shape[1], centroids.shape[1])
+                              "changed since stage 4; re-run it",
+                              utt, args.feats_scp, matrix.shape[1], centroids.shape[1])
                 raise SystemExit(1)
             writer[utt] = assign(matrix, centroids)
             frames[utt] = matrix.shape[0]

@@ -59,7 +59,8 @@ def plot_spectrograms(args, exp: Path, out: Path) -> List[Path]:
     converted = kaldiio.load_scp(str(convert_dir(exp, args.vocoder) / "mel.scp"))
     written = []
     for n, (out_id, source, source_spk, target_spk, reference, _) in enumerate(chosen, 1):
-        panels = [(f"source {source}", np.asarray(real[source])), (f"converted -> {target_spk}", np.asarray(converted[out_id]))]
+        panels = [(f"source {source}", np.asarray(real[source])),
+                  (f"converted -> {target_spk}", np.asarray(converted[out_id]))]
         if reference != "-":
             panels.append((f"reference {reference}", np.asarray(real[reference])))
         written.append(plots.spectrograms(panels, out / f"spectrogram_{n}.png", f"{source_spk} -> {target_spk}"))
@@ -80,7 +81,8 @@ def plot_units(args, exp: Path, out: Path) -> List[Path]:
         return []
     written = []
     utt2spk = read_kaldi_map(Path(args.data_dir) / args.eval_set / "utt2spk")
-    indices = {u: np.asarray(v).reshape(-1).astype(np.int64) for u, v in kaldiio.load_scp(str(units / "indices.scp")).items()}
+    indices = {u: np.asarray(v).reshape(-1).astype(np.int64)
+               for u, v in kaldiio.load_scp(str(units / "indices.scp")).items()}
     all_codes = np.concatenate(list(indices.values()))
     import voiceswap.families  # noqa: F401
     from voiceswap.train.experiment import Experiment
@@ -129,7 +131,8 @@ def plot_units(args, exp: Path, out: Path) -> List[Path]:
         phone_labels = sorted({p for s in phone_seqs for p in s})
         code_labels = sorted({c for s in code_seqs for c in s})
         for what, seqs, labels in (("phones", phone_seqs, phone_labels), ("codes", code_seqs, code_labels)):
-            written.append(plots.bigrams(C.bigram_matrix(seqs, labels), C.bigram_matrix(seqs, labels, zero_diagonal=True),
+            written.append(plots.bigrams(C.bigram_matrix(seqs, labels),
+                                         C.bigram_matrix(seqs, labels, zero_diagonal=True),
                                          labels, out / f"bigrams_{what}.png", what[:-1]))
         flat_p = [p for s in phone_seqs for p in s]
         flat_c = [c for s in code_seqs for c in s]

@@ -3,7 +3,8 @@
 
 Two steps, so that the costly part runs as parallel jobs (``$decode_cmd JOB=1:nj``):
 
-  score.py measure   --exp-dir exp/<tag> --job JOB --nj N ...   per-audio measurements -> scores_<vocoder>/measure/units.JOB.pkl
+  score.py measure   --exp-dir exp/<tag> --job JOB --nj N ...   per-audio measurements
+                                                                -> scores_<vocoder>/measure/units.JOB.pkl
   score.py summarize --exp-dir exp/<tag> --nj N ...             -> scores_<vocoder>/{metrics.json,RESULTS.md,
                                                                     pairs.jsonl,similarity.json}
 
@@ -59,7 +60,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("step", choices=("measure", "summarize"))
     parser.add_argument("--exp-dir", required=True, help="exp/<tag> with convert_<vocoder>/ (stage 8)")
-    parser.add_argument("--data-dir", default="data", help="Kaldi data dirs: <dir>/<set>/{wav.scp,utt2spk,text,phones.ctm}")
+    parser.add_argument("--data-dir", default="data",
+                        help="Kaldi data dirs: <dir>/<set>/{wav.scp,utt2spk,text,phones.ctm}")
     parser.add_argument("--dump-dir", default="dump", help="features (raw, norm, stats) and units/<tag>")
     parser.add_argument("--eval-set", default="eval")
     parser.add_argument("--train-set", default="train", help="Frechet reference and many-to-one mapping set")
@@ -117,8 +119,9 @@ class Inputs:
         self.feature_config = load_feature_config(self.dump / "raw" / args.feats / args.eval_set / "feats_config.yaml")
         self.stats = self.dump / "stats" / args.feats / "global_stats.npz"
         if "clf" in self.measures and not args.classifier_dir:
-            raise ScoreInputError("--classifier-dir is required for the 'clf' measure (train conf/speaker_classifier.yaml, "
-                                  "as stage 9 of run.sh does), or leave 'clf' out of --measures")
+            raise ScoreInputError("--classifier-dir is required for the 'clf' measure "
+                                  "(train conf/speaker_classifier.yaml, as stage 9 of run.sh does), "
+                                  "or leave 'clf' out of --measures")
 
     def measure_path(self, job: int) -> Path:
         return self.scores / "measure" / f"units.{job}.pkl"
@@ -204,7 +207,8 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
     records = load_records(inputs, args.nj)
     text = dict(read_kaldi_map(inputs.data / "text")) if (inputs.data / "text").is_file() else {}
     if "asr" in inputs.measures and not text:
-        raise ScoreInputError(f"{inputs.data / 'text'} is missing: WER needs transcripts (or leave 'asr' out of --measures)")
+        raise ScoreInputError(f"{inputs.data / 'text'} is missing: WER needs transcripts "
+                              "(or leave 'asr' out of --measures)")
     speakers: List[str] = []
     if "clf" in inputs.measures:
         from voiceswap.data.dataset import read_spk2id

@@ -20,7 +20,8 @@ from voiceswap.eval.results import collect, corpus_results
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--corpus", default=None, help="only experiments of this corpus (default: all, one section each)")
+    parser.add_argument("--corpus", default=None,
+                        help="only experiments of this corpus (default: all, one section each)")
     parser.add_argument("--command", default=None, help="the command line to record (default: this one)")
     parser.add_argument("exp_dir", nargs="?", default="exp")
     return parser

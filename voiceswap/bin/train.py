@@ -53,7 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key (repeatable); an unknown key is an error")
     parser.add_argument("--seed", type=int, help="shorthand for --set train.seed=N")
-    parser.add_argument("--exp-dir", required=True, help="experiment dir (exp/<tag>); a --section trains into <exp-dir>/<section>")
+    parser.add_argument("--exp-dir", required=True,
+                        help="experiment dir (exp/<tag>); a --section trains into <exp-dir>/<section>")
     parser.add_argument("--resume", type=str2bool, default=True, help="resume from the newest valid checkpoint")
     parser.add_argument("--dump-dir", default="dump", help="features, units and content features (the streams)")
     parser.add_argument("--data-dir", default="data", help="Kaldi data dirs: <dir>/<set>/utt2spk")

@@ -173,7 +173,8 @@ def measure_units(units: Iterable[str], needs: Dict[str, set], audio: UnitAudio,
 
             record["mcep_world"] = timed("mcep_world", voiced_mcep)
         if "f0" in need:
-            record["f0"] = timed("f0", lambda: extract_f0(waveform, feature_config.sample_rate, feature_config.hop_length))
+            record["f0"] = timed("f0", lambda: extract_f0(waveform, feature_config.sample_rate,
+                                                          feature_config.hop_length))
         if "asr" in need:
             for judge in JUDGES:
                 recognise = tool(judge)

@@ -19,7 +19,8 @@ class DNSMOS:
         import speechmos.dnsmos as dnsmos_module
 
         models = os.path.join(os.path.dirname(os.path.abspath(dnsmos_module.__file__)), "dnsmos_models")
-        self.model = dnsmos_module.DNSMOS(os.path.join(models, "sig_bak_ovr.onnx"), os.path.join(models, "model_v8.onnx"))
+        self.model = dnsmos_module.DNSMOS(os.path.join(models, "sig_bak_ovr.onnx"),
+                                          os.path.join(models, "model_v8.onnx"))
         # speechmos opens its sessions with all cores; one thread per job keeps nj jobs from oversubscribing.
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads

@@ -74,7 +74,8 @@ def read_conversions(path: Path) -> List[Item]:
         if len(fields) != 6 or fields[5] not in ("conversion", "reconstruction"):
             raise ScoreInputError(f"{path}:{number}: expected 'id source_utt source_spk target_spk reference_utt "
                                   f"conversion|reconstruction', got {line!r}; re-run stage 8")
-        items.append(Item(fields[0], fields[1], fields[2], fields[3], None if fields[4] == "-" else fields[4], fields[5]))
+        items.append(Item(fields[0], fields[1], fields[2], fields[3],
+                          None if fields[4] == "-" else fields[4], fields[5]))
     if not items:
         raise ScoreInputError(f"{path} lists no outputs: re-run stage 8")
     return items
@@ -116,8 +117,10 @@ def build_plan(items: List[Item], utt2spk: Dict[str, str], max_pairs: int = 0, a
     for item in chosen:
         ref = item.reference_utt
         ref_unit = f"real:{ref}" if ref else None
-        pairs.append(Pair("converted", item.id, f"out:{item.id}", item.source_spk, item.target_spk, ref_unit, item.source_utt))
-        pairs.append(Pair("source", item.id, f"real:{item.source_utt}", item.source_spk, item.target_spk, ref_unit, item.source_utt))
+        pairs.append(Pair("converted", item.id, f"out:{item.id}",
+                          item.source_spk, item.target_spk, ref_unit, item.source_utt))
+        pairs.append(Pair("source", item.id, f"real:{item.source_utt}",
+                          item.source_spk, item.target_spk, ref_unit, item.source_utt))
         if ref:
             pairs.append(Pair("oracle", item.id, f"oracle:{ref}", item.source_spk, item.target_spk, ref_unit, ref))
     sources_kept = {item.source_utt for item in chosen}

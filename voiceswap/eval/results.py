@@ -110,7 +110,8 @@ def experiment_report(metrics: Mapping[str, Any]) -> str:
     out.append(markdown_table(header, rows))
     codes = metrics.get("codes")
     if codes:
-        keys = ["perplexity", "codes_used", "codebook_size", "phone_purity", "many_to_one_accuracy", "ari", "ami", "nmi"]
+        keys = ["perplexity", "codes_used", "codebook_size", "phone_purity", "many_to_one_accuracy",
+                "ari", "ami", "nmi"]
         out.append(f"\n## Units vs phone alignments ({codes['set']} set, {codes['frame_shift'] * 1000:.0f} ms frames, "
                    f"mapping fit on {codes['mapping_set']})\n")
         out.append(markdown_table(["units"] + keys, [[name] + [fmt(k, codes[name].get(k)) for k in keys]

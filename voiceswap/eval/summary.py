@@ -120,7 +120,8 @@ def row_metrics(plan: Plan, scores: List[Dict[str, Any]], records: Mapping[str, 
     source = rows.get("source", {})
     for name, out in rows.items():
         for key in ("wer", "cer", "wer_ps", "cer_ps"):
-            out[f"{key}_delta"] = (out[key] - source[key]) if out.get(key) is not None and source.get(key) is not None else None
+            out[f"{key}_delta"] = ((out[key] - source[key])
+                                   if out.get(key) is not None and source.get(key) is not None else None)
     return rows
 
 

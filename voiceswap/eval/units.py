@@ -137,6 +137,6 @@ def code_metrics(units_dir: Path, data_dir: Path, dump_dir: Path, eval_set: str,
     tr_frames = frames_of(train_subset, tr_utts, [len(c) for c in tr_codes])
     ev_frames = frames_of(eval_set, ev_utts, [len(c) for c in ev_codes])
     tr_labels, (ev_labels,) = C.kmeans_baseline(np.concatenate(tr_frames), [np.concatenate(ev_frames)], codebook_size)
-    result["kmeans_mfcc"] = C.unit_metrics((_flat(tr_phones), tr_labels.tolist()), (_flat(ev_phones), ev_labels.tolist()),
-                                           codebook_size)
+    result["kmeans_mfcc"] = C.unit_metrics((_flat(tr_phones), tr_labels.tolist()),
+                                           (_flat(ev_phones), ev_labels.tolist()), codebook_size)
     return result

@@ -72,7 +72,8 @@ class HiFiGANFamily(Family):
         differences = mel_mismatches(config["features"], feature_config)
         if differences:
             raise ValueError(f"this {config['family']} vocoder was trained on other features than these "
-                             f"({'; '.join(differences)}): train one on these features (stage 7, another --vocoder-dir)")
+                             f"({'; '.join(differences)}): train one on these features "
+                             "(stage 7, another --vocoder-dir)")
         return HiFiGANVocoder(_unwrap(self.models["generator"]).eval())
 
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:

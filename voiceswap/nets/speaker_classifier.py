@@ -31,7 +31,8 @@ class SpeakerClassifier(nn.Module):
         self.head = nn.Linear(embedding_dim, num_speakers)
 
     def forward(self, features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        """``features (B, T, in_dim)``, ``mask (B, T)`` True on real frames -> ``logits (B, S)``, ``embedding (B, E)``."""
+        """``features (B, T, in_dim)``, ``mask (B, T)`` True on real frames
+        -> ``logits (B, S)``, ``embedding (B, E)``."""
         if features.dim() != 3 or features.shape[2] != self.in_dim:
             raise ValueError(f"expected features (B, T, {self.in_dim}), got {tuple(features.shape)}")
         if mask is None:

@@ -115,7 +115,8 @@ def parse_override(override: str) -> Tuple[List[str], Any]:
 
 def _unknown_key_message(override: str, dotted: str, where: str, valid: Iterable[str]) -> str:
     valid = sorted(str(k) for k in valid)
-    message = f"unknown config key {dotted!r} in override {override!r}: valid keys {where} are: {', '.join(valid) or '(none)'}"
+    message = (f"unknown config key {dotted!r} in override {override!r}: "
+               f"valid keys {where} are: {', '.join(valid) or '(none)'}")
     close = difflib.get_close_matches(dotted.rsplit(".", 1)[-1], valid, n=1)
     if close:
         message += f"; did you mean {close[0]!r}?"

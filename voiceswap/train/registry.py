@@ -99,7 +99,8 @@ class OptimizerStep:
         if self.grad_clip:
             norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         else:  # still report the norm: it is the first thing to look at when a run diverges
-            norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params])) if params else torch.zeros(())
+            norm = (torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params]))
+                    if params else torch.zeros(()))
         norm = float(norm)
         if not math.isfinite(norm):
             self.skipped_steps += 1
