@@ -2,6 +2,10 @@
 
 Used by stage 8 (``bin/convert.py``, eval pairs from the dumped streams) and by ``bin/convert_audio.py``
 (your own wav files, features made on the fly with the experiment's feature configs and stats).
+
+A family that makes the waveform itself (``convert_audio(model_input, target_speaker) -> (N,)``
+samples, e.g. ``waveglow_vq``) skips the vocoder: its audio is the output, and the log-mel written
+beside it is computed from that audio with the target features' config.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ class TargetFeatures:
 
     @classmethod
     def of(cls, dump_dir: PathLike, name: str, train_set: Optional[str] = None) -> "TargetFeatures":
-        """``<dump>/stats/<name>/global_stats.npz`` and the feats_config.yaml stage 2 kept under ``<dump>/raw/<name>``."""
+        """``<dump>/stats/<name>/global_stats.npz`` and the feats_config.yaml stage 2 kept under
+        ``<dump>/raw/<name>``."""
         dump_dir = Path(dump_dir)
         stats = dump_dir / "stats" / name / "global_stats.npz"
         if not stats.is_file():
@@ -57,6 +62,11 @@ class TargetFeatures:
         return cls(load_feature_config(sets[0]), mean, std)
 
 
+def makes_audio(family: Any) -> bool:
+    """Whether a family converts straight to audio (it has ``convert_audio``), so that no vocoder is used."""
+    return callable(getattr(family, "convert_audio", None))
+
+
 class Converter:
     """One loaded model + vocoder: ``convert(model_input, target) -> (log_mel (T, n_mels), waveform)``."""
 
@@ -64,7 +74,16 @@ class Converter:
                  vocoder_dir: Optional[PathLike] = None) -> None:
         self.model = model
         self.target = target
-        self.vocoder = load_vocoder(vocoder_config, target.config.to_dict(), vocoder_dir)
+        # The experiments the family converts with (a diffusion model's guidance classifier), loaded with it.
+        model.family.requirements = dict(model.requirements)
+        self._mel_of_audio: Any = None
+        if makes_audio(model.family):
+            # Not even loaded: a vocoder that is not used must not be required to exist (stage 7).
+            logger.info("the %s family makes the audio itself: vocoder %s not used", model.config.get("family"),
+                        vocoder_config.get("family"))
+            self.vocoder = None
+        else:
+            self.vocoder = load_vocoder(vocoder_config, target.config.to_dict(), vocoder_dir)
 
     @property
     def sample_rate(self) -> int:
@@ -84,6 +103,8 @@ class Converter:
         ``num_frames``: the source's frame count of the target features; a model working at a lower
         frame rate may give a frame more or less, which is cropped or its last frame repeated.
         """
+        if self.vocoder is None:
+            return self._convert_to_audio(model_input, self.speaker_id(target_speaker), num_frames, what)
         normalised = self.model.family.convert(model_input, self.speaker_id(target_speaker))
         frames = num_frames or normalised.shape[0]
         if normalised.shape[0] > frames:
@@ -98,6 +119,26 @@ class Converter:
         if peak > PEAK:
             waveform = waveform * (PEAK / peak)
         return log_mel.numpy(), waveform
+
+    def _convert_to_audio(self, model_input: torch.Tensor, target_id: int, num_frames: Optional[int],
+                          what: str) -> Tuple[np.ndarray, np.ndarray]:
+        """A family's own audio, cut or zero-padded to ``num_frames x hop`` samples, and its log-mel."""
+        config = self.target.config
+        if config.type != "logmel":
+            raise ConversionError(f"the model's target features are {config.type}, not a log-mel: the mel ark of "
+                                  "a family that makes audio is the log-mel of that audio")
+        waveform = self.model.family.convert_audio(model_input, target_id).float().numpy().reshape(-1)
+        samples = (num_frames or len(waveform) // config.hop_length) * config.hop_length
+        waveform = waveform[:samples] if len(waveform) >= samples else np.pad(waveform, (0, samples - len(waveform)))
+        check_finite(waveform, f"the converted audio of {what} ({self.model.checkpoint})")
+        peak = float(np.abs(waveform).max()) if waveform.size else 0.0
+        if peak > PEAK:
+            waveform = waveform * (PEAK / peak)
+        if self._mel_of_audio is None:
+            from voiceswap.features.spectral import FeatureExtractor
+
+            self._mel_of_audio = FeatureExtractor(config)
+        return self._mel_of_audio(waveform.astype(np.float32)), waveform
 
 
 def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:

