@@ -68,7 +68,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.num_threads)
     try:
         experiment = Experiment(args.exp_dir, "stage 4-6 (the model's training)").load(
-            checkpoint=args.checkpoint, inference_overrides=args.inference_overrides)
+            checkpoint=args.checkpoint, with_requirements=True, inference_overrides=args.inference_overrides)
         data = experiment.config["data"]
         feats_scp = stream_scp(experiment.config, data["input_feats"], args.data_set,
                                StreamLayout.of(args.dump_dir, args.exp_dir))

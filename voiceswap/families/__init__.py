@@ -8,3 +8,4 @@ from voiceswap.families import softvc  # noqa: F401  (registers "softvc_units" a
 from voiceswap.families import hifigan  # noqa: F401  (registers "hifigan")
 from voiceswap.families import speaker_classifier  # noqa: F401  (registers "speaker_classifier")
 from voiceswap.families import griffinlim  # noqa: F401  (registers "griffinlim")
+from voiceswap.families import diffusion  # noqa: F401  (registers "diffusion" and "diffusion_classifier")
