@@ -7,9 +7,10 @@ would, whatever the number of DataLoader workers.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Collection, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import kaldiio
 import numpy as np
@@ -18,14 +19,55 @@ from torch.utils.data import Dataset, Sampler
 
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
 
+logger = logging.getLogger(__name__)
+
 
 def read_spk2id(path: str | Path) -> Dict[str, int]:
     """``spk id`` lines, as saved beside a model so conversion uses the training ids."""
     return {spk: int(index) for spk, index in read_kaldi_map(path).items()}
 
 
-def make_spk2id(utt2spk: Mapping[str, str]) -> Dict[str, int]:
-    return {spk: index for index, spk in enumerate(sorted(set(utt2spk.values()), key=str.encode))}
+def make_spk2id(utt2spk: Mapping[str, str], speakers: Optional[Sequence[str]] = None,
+                where: str = "utt2spk") -> Dict[str, int]:
+    """Speaker ids in byte order of the names: every speaker of ``utt2spk``, or only ``speakers``.
+
+    A name in ``speakers`` that ``utt2spk`` (``where``) does not have is a :class:`DataDirError`
+    listing the ones it has.
+    """
+    present = set(utt2spk.values())
+    if speakers is None:
+        return {spk: index for index, spk in enumerate(sorted(present, key=str.encode))}
+    if isinstance(speakers, str) or not all(isinstance(spk, str) for spk in speakers) or not speakers:
+        raise DataDirError(f"data.speakers must be a list of speaker names (e.g. [spk004, spk007]), got {speakers!r}")
+    unknown = [spk for spk in speakers if spk not in present]
+    if unknown:
+        raise DataDirError(f"data.speakers names {', '.join(map(repr, unknown))}, not a speaker of {where}; "
+                           f"its speakers are: {' '.join(sorted(present, key=str.encode))}")
+    return {spk: index for index, spk in enumerate(sorted(set(speakers), key=str.encode))}
+
+
+def warn_few_windows(dataset: "FeatsDataset", spk2id: Mapping[str, int], minimum: int) -> Dict[str, int]:
+    """One warning naming every speaker with fewer than ``minimum`` utterances of a full crop; those counts.
+
+    A crop longer than the utterance is the whole utterance, padded in the batch: a model that
+    learns per speaker (VAE-GAN generators and discriminators) sees little of such a speaker.
+    """
+    if dataset.crop_frames is None:
+        return {}
+    ratio = dataset.frame_ratios[dataset.stream_names[0]]
+    needed = dataset.crop_frames // dataset.max_ratio * ratio  # the crop in frames of the first stream
+    counts = {spk: 0 for spk in spk2id}
+    names = {index: spk for spk, index in spk2id.items()}
+    for speaker, frames in zip(dataset.speakers, dataset.num_frames):
+        counts[names[speaker]] += frames >= needed
+    few = {spk: count for spk, count in counts.items() if count < minimum}
+    if few:
+        logger.warning("speaker(s) %s: fewer than %d training utterances of at least %d frames (data.crop_frames), so "
+                       "their crops are short and padded and a per-speaker model sees little of them; add data, lower "
+                       "data.crop_frames, or leave them out (data.speakers)",
+                       ", ".join(f"{spk} ({count})" for spk, count in sorted(few.items())),
+                       minimum, dataset.crop_frames)
+    return few
 
 
 class FeatsDataset(Dataset):
@@ -40,7 +82,8 @@ class FeatsDataset(Dataset):
     aligned in time: ``crop_frames`` counts frames of the fastest stream (keep it a multiple of the
     largest ratio); stream ``s`` gets ``crop_frames * ratio_s / max_ratio`` frames from the same
     instant. Items are dicts of ``utt``, ``speaker`` (int) and one ``(frames, dim)`` float tensor
-    per stream (Kaldi vectors, e.g. unit ids, become ``(frames, 1)`` columns).
+    per stream (Kaldi vectors, e.g. unit ids, become ``(frames, 1)`` columns). ``speakers``: keep
+    only the utterances of these speakers (None: all, and every one must be in ``spk2id``).
     """
 
     def __init__(
@@ -51,6 +94,7 @@ class FeatsDataset(Dataset):
         crop_frames: Optional[int] = None,
         seed: int = 0,
         frame_ratios: Optional[Mapping[str, int]] = None,
+        speakers: Optional[Collection[str]] = None,
     ):
         self.stream_names = list(streams)
         self.scp_paths = {name: str(path) for name, path in streams.items()}
@@ -61,6 +105,9 @@ class FeatsDataset(Dataset):
         keys = [set(read_kaldi_map(path)) for path in self.scp_paths.values()]
         common = set.intersection(*keys)
         self.utts = sorted(common & set(utt2spk), key=str.encode)
+        if speakers is not None:  # a selection of the set's speakers (data.speakers); the others are left out
+            selected = set(speakers)
+            self.utts = [u for u in self.utts if utt2spk[u] in selected]
         if not self.utts:
             raise DataDirError(f"no utterance is in every one of {list(self.scp_paths.values())} and {utt2spk_path}")
         unknown = sorted({utt2spk[u] for u in self.utts} - set(spk2id))

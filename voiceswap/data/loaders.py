@@ -9,6 +9,11 @@ when a section such as Soft-VC's ``content`` is trained). Streams may have diffe
 (see :class:`~voiceswap.data.dataset.FeatsDataset`). bin/train.py and the benchmarks build their
 loaders here, so both see the same data.
 
+Optional ``data`` keys of feature loaders: ``speakers`` (a list of speaker names: train on these
+speakers only, e.g. a one-to-one pair of a larger corpus; their ids are their byte order;
+a name not in the train set is an error) and ``min_windows_per_speaker`` (warn, once, about every
+speaker with fewer train utterances of at least ``crop_frames`` frames).
+
 ``data.dataset: mel_audio_segments`` (vocoders) builds aligned (log-mel, waveform) segments
 instead: stream ``data.feats`` (the features *before* normalisation, e.g. ``raw/logmel80``) with
 ``<data_dir>/<set>/wav.scp``; the config's ``features`` section must match the features'
@@ -23,7 +28,7 @@ from typing import Dict, Mapping, Optional
 
 from torch.utils.data import DataLoader, DistributedSampler
 
-from voiceswap.data.dataset import BucketBatchSampler, FeatsDataset, collate_padded, make_spk2id
+from voiceswap.data.dataset import BucketBatchSampler, FeatsDataset, collate_padded, make_spk2id, warn_few_windows
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
 from voiceswap.data.segments import MelAudioSegmentDataset, check_mel_config, collate_segments
 from voiceswap.data.streams import StreamLayout, stream_scp
@@ -61,11 +66,12 @@ class Loaders:
 def build_loaders(config: Mapping, layout: StreamLayout, data_dir: str, train_set: str = "train",
                   valid_set: str = "dev", world_size: int = 1, rank: int = 0, pin_memory: bool = False,
                   stream_config: Optional[Mapping] = None) -> Loaders:
-    """Loaders whose speaker ids come from the train set's utt2spk (sorted speaker names)."""
+    """Loaders whose speaker ids come from the train set's utt2spk (sorted speaker names, or ``data.speakers``)."""
     data, seed = config["data"], config["train"]["seed"]
     stream_config = stream_config if stream_config is not None else config
     utt2spk_path = f"{data_dir}/{train_set}/utt2spk"
-    spk2id = make_spk2id(read_kaldi_map(utt2spk_path))
+    selected = data.get("speakers")
+    spk2id = make_spk2id(read_kaldi_map(utt2spk_path), selected, utt2spk_path)
     kind = data.get("dataset", "feats")
     if kind == "mel_audio_segments":
         return _segment_loaders(config, layout, data_dir, train_set, valid_set, spk2id, world_size, rank,
@@ -73,12 +79,14 @@ def build_loaders(config: Mapping, layout: StreamLayout, data_dir: str, train_se
     if kind != "feats":
         raise ValueError(f"data.dataset is {kind!r}; use feats (feature streams) or mel_audio_segments (vocoders)")
     train_data = FeatsDataset(_stream_scps(config, stream_config, train_set, layout), utt2spk_path, spk2id,
-                              crop_frames=data["crop_frames"], seed=seed)
+                              crop_frames=data["crop_frames"], seed=seed, speakers=selected)
     # Validation reads whole utterances with the train set's frame ratios (a small set could round otherwise).
     valid_data = FeatsDataset(_stream_scps(config, stream_config, valid_set, layout), f"{data_dir}/{valid_set}/utt2spk",
                               spk2id, frame_ratios={"input": train_data.frame_ratios["input"],
-                                                    "target": train_data.frame_ratios["target"]})
+                                                    "target": train_data.frame_ratios["target"]}, speakers=selected)
     check_dims(config, train_data)
+    if data.get("min_windows_per_speaker") and rank == 0:
+        warn_few_windows(train_data, spk2id, int(data["min_windows_per_speaker"]))
     ranks = dict(num_replicas=world_size, rank=rank)
     train_sampler = BucketBatchSampler(train_data.num_frames, data["batch_size"], shuffle=True, seed=seed,
                                        drop_last=world_size > 1, accum_steps=config["train"].get("grad_accum_steps", 1),
