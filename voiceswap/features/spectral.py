@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ class FeatureConfig:
     f_min: float = 0.0
     f_max: float = 8000.0
     log_floor: float = 1e-5  # logmel: ln(max(mel, floor))
+    # logmel: ln(min(mel, ceiling)) too (None: no ceiling). The VAE-GAN seed's dB features clip at
+    # 0 dB (ceiling 1.0); not a MEL_KEYS entry: vocoders invert the log whatever clipped it.
+    log_ceiling: Optional[float] = None
     n_mfcc: int = 13  # mfcc only
     delta_order: int = 2  # mfcc only: 2 = delta + delta-delta
     delta_window: int = 5  # mfcc only: frames in the delta regression window
@@ -90,6 +93,9 @@ def load_feature_config(path: str | Path) -> FeatureConfig:
         raise FeatureConfigError(
             f"{path}: n_fft - hop_length must be even so that frames stay centred on the hop"
         )
+    if config.log_ceiling is not None and not config.log_ceiling > config.log_floor:
+        raise FeatureConfigError(f"{path}: log_ceiling {config.log_ceiling} must be above log_floor {config.log_floor} "
+                                 "(or null: no ceiling)")
     if config.f_max > config.sample_rate / 2:
         raise FeatureConfigError(f"{path}: f_max {config.f_max} is above Nyquist ({config.sample_rate / 2})")
     return config
@@ -136,7 +142,7 @@ class FeatureExtractor:
         x = torch.nn.functional.pad(x, (config.padding, config.padding), mode="reflect")[0]
         spec = self.transform(x)[0]  # (dim, frames)
         if config.type == "logmel":
-            features = torch.log(torch.clamp(spec, min=config.log_floor))
+            features = torch.log(torch.clamp(spec, min=config.log_floor, max=config.log_ceiling))
         else:
             stack = [spec]
             for _ in range(config.delta_order):
