@@ -14,9 +14,11 @@ for the N speakers with most utterances (many-to-many). Speaker ids are ``spkNNN
 so byte order is numeric order) and utterance ids ``spkNNN-<wav name>``.
 
 Split by utterance within each speaker (every speaker in every split, as one generator per
-speaker needs): in sorted order, the last ``--num-eval-utts`` go to eval, the ``--num-dev-utts``
-before them to dev, the rest to train. Captions differ between speakers, so the corpus is not
-parallel and eval/pairs lines are ``source_utt target_spk -``.
+speaker needs): in sorted order, the last ``--eval-percent`` per cent (at least one) go to eval,
+the ``--dev-percent`` per cent before them to dev, the rest to train: 80/10/10 by default, the
+VAE-GAN seed's split. ``--num-eval-utts`` / ``--num-dev-utts`` > 0 ask for fixed counts instead.
+Captions differ between speakers, so the corpus is not parallel and eval/pairs lines are
+``source_utt target_spk -``.
 
 Without caption texts, no ``text`` file is written (Kaldi treats it as optional) and a warning
 says how to add it.
@@ -90,7 +92,8 @@ def check_layout(db_dir: Path) -> str:
 def find_captions(db_dir: Path, root: Path, option: str) -> Optional[Path]:
     if option:
         if not Path(option).is_file():
-            raise CorpusError(f"--captions {option} does not exist (expected Flickr8k.token.txt from Flickr8k_text.zip)")
+            raise CorpusError(f"--captions {option} does not exist "
+                              "(expected Flickr8k.token.txt from Flickr8k_text.zip)")
         return Path(option)
     for candidate in (db_dir / "Flickr8k.token.txt", db_dir / "Flickr8k_text" / "Flickr8k.token.txt",
                       root / "Flickr8k.token.txt"):
@@ -144,16 +147,26 @@ def choose_speakers(wav2spk: Dict[str, int], speakers: str, num_speakers: int) -
     return chosen
 
 
-def split_utterances(utts: List[Utt], num_dev: int, num_eval: int) -> Dict[str, List[Utt]]:
+def held_out(total: int, count: int, percent: float) -> int:
+    """Utterances of a speaker's ``total`` for dev or eval: ``count`` if > 0, else ``percent`` of them (at least 1)."""
+    return count if count > 0 else max(1, round(total * percent / 100))
+
+
+def split_utterances(utts: List[Utt], num_dev: int, num_eval: int, dev_percent: float = 10.0,
+                     eval_percent: float = 10.0) -> Dict[str, List[Utt]]:
     by_spk: Dict[str, List[Utt]] = {}
     for u in utts:
         by_spk.setdefault(u.spk, []).append(u)
     splits: Dict[str, List[Utt]] = {name: [] for name in SPLITS}
+    requested_dev, requested_eval = num_dev, num_eval
     for spk, own in sorted(by_spk.items()):
         own = sorted(own, key=lambda u: u.utt.encode())
+        num_dev = held_out(len(own), requested_dev, dev_percent)
+        num_eval = held_out(len(own), requested_eval, eval_percent)
         if len(own) < num_dev + num_eval + 1:
             raise CorpusError(f"speaker {spk} has {len(own)} utterances; {num_dev} dev + {num_eval} eval + training "
-                              "need more: ask for fewer (--num-dev-utts, --num-eval-utts) or other speakers")
+                              "need more: ask for fewer (--num-dev-utts, --num-eval-utts, --dev-percent, "
+                              "--eval-percent) or other speakers")
         num_train = len(own) - num_dev - num_eval
         splits["train"] += own[:num_train]
         splits["dev"] += own[num_train:num_train + num_dev]
@@ -185,9 +198,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speakers", default="4 7", help="speaker numbers of wav2spk.txt (one-to-one: two)")
     parser.add_argument("--num-speakers", type=int, default=0,
                         help="if > 0: the N speakers with most utterances instead of --speakers")
-    parser.add_argument("--num-dev-utts", type=int, default=10, help="dev utterances per speaker")
-    parser.add_argument("--num-eval-utts", type=int, default=10, help="eval utterances per speaker")
-    parser.add_argument("--num-pair-utts", type=int, default=0, help="source utterances per speaker in eval/pairs (0: all)")
+    parser.add_argument("--num-dev-utts", type=int, default=0, help="dev utterances per speaker (0: --dev-percent)")
+    parser.add_argument("--num-eval-utts", type=int, default=0, help="eval utterances per speaker (0: --eval-percent)")
+    parser.add_argument("--dev-percent", type=float, default=10.0, help="per cent of each speaker's utterances for dev")
+    parser.add_argument("--eval-percent", type=float, default=10.0,
+                        help="per cent of each speaker's utterances for eval")
+    parser.add_argument("--num-pair-utts", type=int, default=0,
+                        help="source utterances per speaker in eval/pairs (0: all)")
     parser.add_argument("--captions", default="", help="Flickr8k.token.txt (default: looked for in <db-dir>)")
     parser.add_argument("--check-layout", action="store_true", help="only check the corpus layout and exit")
     parser.add_argument("--verbose", type=int, default=1, help="logging level (0: warnings, 1: info, 2: debug)")
@@ -197,8 +214,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def prepare(args: argparse.Namespace) -> None:
-    if args.num_dev_utts < 1 or args.num_eval_utts < 1:
-        raise CorpusError("--num-dev-utts and --num-eval-utts must be at least 1")
+    if args.num_dev_utts < 0 or args.num_eval_utts < 0:
+        raise CorpusError("--num-dev-utts and --num-eval-utts must be at least 0 "
+                          "(0: use --dev-percent, --eval-percent)")
+    if not (0 < args.dev_percent < 100 and 0 < args.eval_percent < 100 and args.dev_percent + args.eval_percent < 100):
+        raise CorpusError(f"--dev-percent {args.dev_percent} and --eval-percent {args.eval_percent} must be above 0 "
+                          "and leave some for training (e.g. 10 and 10: the 80/10/10 split)")
     root = find_root(args.db_dir)
     wav2spk = read_wav2spk(root)
     speakers = choose_speakers(wav2spk, args.speakers, args.num_speakers)
@@ -228,7 +249,7 @@ def prepare(args: argparse.Namespace) -> None:
     if captions is None:
         logging.warning("no Flickr8k.token.txt (caption texts, from Flickr8k_text.zip): no 'text' file written; "
                         "put it in %s or give --captions", args.db_dir)
-    splits = split_utterances(utts, args.num_dev_utts, args.num_eval_utts)
+    splits = split_utterances(utts, args.num_dev_utts, args.num_eval_utts, args.dev_percent, args.eval_percent)
     all_files = {name: data_dir_files(splits[name]) for name in SPLITS}
     all_files["eval"]["pairs"] = conversion_pairs(splits["eval"], args.num_pair_utts)
     args.data_dir.mkdir(parents=True, exist_ok=True)
