@@ -27,7 +27,7 @@ import yaml
 from conftest import REPO_ROOT, run_recipe_in
 
 import voiceswap.families  # noqa: F401  (registers the families)
-from voiceswap.conversion import Converter, TargetFeatures
+from voiceswap.conversion import ConversionConditions, Converter, TargetFeatures
 from voiceswap.data.loaders import build_loaders
 from voiceswap.data.streams import StreamLayout, stream_scp
 from voiceswap.train.checkpoint import load_checkpoint_for_inference
@@ -165,7 +165,12 @@ def test_family_contract(name, corpus, tiny_hubert):
         converter = Converter(model, TargetFeatures.of(corpus / "dump", data["target_feats"]),
                               load_config(CONF / "vocoder" / "griffinlim.yaml"))
         target = sorted(model.spk2id)[-1]
-        log_mel, audio = converter.convert(torch.from_numpy(np.array(features, dtype=np.float32)), target, frames)
+        # What a model with data.cond_feats (Soft-VC's pitch) is also conditioned on, as stage 8 makes it.
+        conditions = ConversionConditions.of(model, corpus / "dump", converter.target.config)
+        utt2spk = dict(line.split() for line in (corpus / "data" / "eval" / "utt2spk").read_text().splitlines())
+        extra = conditions.utterance("eval", utt, utt2spk[utt], target) if conditions else None
+        log_mel, audio = converter.convert(torch.from_numpy(np.array(features, dtype=np.float32)), target, frames,
+                                           conditions=extra)
         assert log_mel.shape == (frames, 80) and np.isfinite(log_mel).all()
         assert audio.shape == (frames * converter.target.config.hop_length,) and np.isfinite(audio).all()
         own_audio_converts(model.path, corpus, target, utt)

@@ -97,15 +97,20 @@ class Converter:
 
     @torch.no_grad()
     def convert(self, model_input: torch.Tensor, target_speaker: str, num_frames: Optional[int] = None,
-                what: str = "the utterance") -> Tuple[np.ndarray, np.ndarray]:
+                what: str = "the utterance",
+                conditions: Optional[Mapping[str, Any]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Normalised model output in the target's voice, de-normalised and vocoded.
 
         ``num_frames``: the source's frame count of the target features; a model working at a lower
         frame rate may give a frame more or less, which is cropped or its last frame repeated.
+        ``conditions``: what a model with ``data.cond_feats`` is also conditioned on, by stream name
+        (:class:`ConversionConditions`), passed on as ``family.convert(..., conditions=...)``.
         """
         if self.vocoder is None:
             return self._convert_to_audio(model_input, self.speaker_id(target_speaker), num_frames, what)
-        normalised = self.model.family.convert(model_input, self.speaker_id(target_speaker))
+        # Only a conditioned model is given conditions: every other family keeps convert(features, speaker).
+        extra = {} if conditions is None else {"conditions": conditions}
+        normalised = self.model.family.convert(model_input, self.speaker_id(target_speaker), **extra)
         frames = num_frames or normalised.shape[0]
         if normalised.shape[0] > frames:
             normalised = normalised[:frames]
@@ -139,6 +144,94 @@ class Converter:
 
             self._mel_of_audio = FeatureExtractor(config)
         return self._mel_of_audio(waveform.astype(np.float32)), waveform
+
+
+class ConversionConditions:
+    """The streams of ``data.cond_feats`` a model is conditioned on, made for one conversion (source -> target).
+
+    Only streams that the family's plan makes with a ``pitch`` step can be made at conversion: the
+    source's pitch stream moved to the target speaker's log-F0 range
+    (:func:`voiceswap.features.pitch.converted_stream`). The target's statistics are the train set's
+    (``spk_f0_stats`` beside the stream). A corpus utterance (:meth:`utterance`, stage 8) reads the
+    stream of its set, and its speaker's statistics come from the train set, or from its own set for
+    a speaker not trained on. Your own audio (:meth:`audio`) is analysed with the config's ``pitch:``
+    settings on the target features' frames, and its own voiced frames give the source statistics.
+    """
+
+    def __init__(self, model: LoadedExperiment, dump_dir: PathLike, target: FeatureConfig,
+                 train_set: str = "train") -> None:
+        from voiceswap.data.loaders import cond_feats
+        from voiceswap.data.streams import StreamLayout
+        from voiceswap.features.pitch import pitch_settings, read_f0_stats
+        from voiceswap.train.jobs import producer
+
+        self.config = model.config
+        self.layout = StreamLayout.of(dump_dir, model.path)
+        self.target = target
+        self.names = cond_feats(self.config["data"])
+        for name in self.names:
+            step = producer(model.family, self.config, name)
+            if step is None or step.kind != "pitch":
+                raise ConversionError(f"data.cond_feats names {name!r}, which no pitch step of the "
+                                      f"{self.config.get('family')} plan makes: only pitch streams can be made "
+                                      "at conversion")
+        self.train_set = train_set
+        self.settings = pitch_settings(self.config.get("pitch")) if self.names else {}
+        self.train_stats = {name: read_f0_stats(self._dir(name, train_set) / "spk_f0_stats") for name in self.names}
+        self._sets: dict = {}
+
+    @classmethod
+    def of(cls, model: LoadedExperiment, dump_dir: PathLike, target: FeatureConfig,
+           train_set: str = "train") -> Optional["ConversionConditions"]:
+        """The conditions of ``model``, or None for a model without ``data.cond_feats`` (most families)."""
+        if not (model.config.get("data") or {}).get("cond_feats"):
+            return None
+        return cls(model, dump_dir, target, train_set)
+
+    def _dir(self, name: str, subset: str) -> Path:
+        from voiceswap.data.streams import stream_dir
+
+        return stream_dir(self.config, name, subset, self.layout)
+
+    def _target_stats(self, name: str, target_speaker: str) -> Any:
+        stats = self.train_stats[name].get(target_speaker)
+        if stats is None:
+            raise ConversionError(f"target speaker '{target_speaker}' has no log-F0 statistics in "
+                                  f"{self._dir(name, self.train_set)}/spk_f0_stats: re-run the pitch step of stage 4")
+        return stats
+
+    def utterance(self, data_set: str, utt: str, source_speaker: str, target_speaker: str) -> dict:
+        """``{name: (T, 3) float32}`` for corpus utterance ``utt`` of ``data_set`` converted to ``target_speaker``."""
+        import kaldiio
+
+        from voiceswap.features.pitch import PitchError, converted_stream, read_f0_stats
+
+        conditions = {}
+        for name in self.names:
+            if (name, data_set) not in self._sets:
+                scp = self._dir(name, data_set) / "feats.scp"
+                if not scp.is_file():
+                    raise ConversionError(f"{scp} is missing: the {name} stream of {data_set} is made by stage 4")
+                self._sets[name, data_set] = (kaldiio.load_scp(str(scp)), read_f0_stats(scp.parent / "spk_f0_stats"))
+            streams, set_stats = self._sets[name, data_set]
+            if utt not in streams:
+                raise ConversionError(f"utterance '{utt}' has no {name} stream in {self._dir(name, data_set)}: "
+                                      "re-run stage 4")
+            source = self.train_stats[name].get(source_speaker) or set_stats.get(source_speaker)
+            try:
+                conditions[name] = converted_stream(np.asarray(streams[utt]), source,
+                                                    self._target_stats(name, target_speaker))
+            except PitchError as error:
+                raise ConversionError(f"utterance '{utt}' of {self._dir(name, data_set)}: {error}") from None
+        return conditions
+
+    def audio(self, waveform: np.ndarray, target_speaker: str) -> dict:
+        """``{name: (T, 3) float32}`` for audio of an unknown speaker (at the target features' rate)."""
+        from voiceswap.features.pitch import converted_stream, extract_log_f0, pitch_stream
+
+        log_f0, voiced = extract_log_f0(waveform, self.target.sample_rate, self.target.hop_length, **self.settings)
+        source = pitch_stream(log_f0, voiced, 0.0)  # converted_stream takes its statistics from its voiced frames
+        return {name: converted_stream(source, None, self._target_stats(name, target_speaker)) for name in self.names}
 
 
 def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:

@@ -28,7 +28,7 @@ import torch
 
 from voiceswap.cli import configure_logging
 import voiceswap.families  # noqa: F401  (registers the families)
-from voiceswap.conversion import ConversionError, Converter, TargetFeatures, write_wav
+from voiceswap.conversion import ConversionConditions, ConversionError, Converter, TargetFeatures, write_wav
 from voiceswap.data.ark import ArkWriter
 from voiceswap.data.atomic import atomic_open
 from voiceswap.data.finite import NonFiniteError
@@ -80,6 +80,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                          if num_frames_path.is_file() else {})
         converter = Converter(experiment, TargetFeatures.of(args.dump_dir, data["target_feats"], args.train_set),
                               load_config(args.vocoder_config), args.vocoder_dir)
+        # data.cond_feats (Soft-VC's pitch): the source's stream of this set, moved to the target's range.
+        conditions = ConversionConditions.of(experiment, args.dump_dir, converter.target.config, args.train_set)
         utt2spk = read_kaldi_map(args.utt2spk)
         items = [line.split() for line in open(args.items) if line.strip()]
     except (FileNotFoundError, FeatureConfigError, DataDirError, UnsupportedByFamily, ValueError, ConfigError,
@@ -104,8 +106,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 return 1
             source_features = torch.from_numpy(np.array(features[source], dtype=np.float32))
             try:
+                extra = conditions.utterance(args.data_set, source, utt2spk[source], target) if conditions else None
                 log_mel, waveform = converter.convert(source_features, target, source_frames.get(source),
-                                                      f"{source} -> {target}")
+                                                      f"{source} -> {target}", conditions=extra)
             except (ConversionError, NonFiniteError) as error:
                 logging.error("%s: %s", where, error)
                 return 1

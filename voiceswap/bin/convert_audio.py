@@ -23,7 +23,8 @@ from typing import Dict, List, Optional
 
 from voiceswap.cli import configure_logging
 import voiceswap.families  # noqa: F401  (registers the families)
-from voiceswap.conversion import AudioFeatures, ConversionError, Converter, TargetFeatures, read_any_audio, write_wav
+from voiceswap.conversion import (AudioFeatures, ConversionConditions, ConversionError, Converter, TargetFeatures,
+                                  read_any_audio, write_wav)
 from voiceswap.data.atomic import atomic_open
 from voiceswap.data.audio import AudioError
 from voiceswap.data.finite import NonFiniteError
@@ -94,6 +95,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         audio_features = AudioFeatures(args.dump_dir, args.train_set)
         converter = Converter(model, target, load_config(args.vocoder_config), args.vocoder_dir)
         converter.speaker_id(args.target_spk)
+        # data.cond_feats (Soft-VC's pitch): made from the recording, moved to the target's range.
+        conditions = ConversionConditions.of(model, args.dump_dir, target.config, args.train_set)
     except (ConversionError, DataDirError, ExperimentError, CheckpointError, ConfigError, FeatureConfigError,
             UnsupportedByFamily, ValueError) as error:
         logging.error("%s", error)
@@ -109,8 +112,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 logging.info("%s: %s", entry, note)
             streams = audio_features(waveform)
             model_input = model.family.prepare_input(streams, model.requirements, model.config)
+            extra = conditions.audio(waveform, args.target_spk) if conditions else None
             _, converted = converter.convert(model_input, args.target_spk, streams[f"raw/{target_name}"].shape[0],
-                                             f"'{entry}'")
+                                             f"'{entry}'", conditions=extra)
         except (AudioError, NonFiniteError, ConversionError, ContentFeatureError, UnsupportedByFamily,
                 ValueError) as error:
             logging.error("%s: %s", entry, error)

@@ -14,6 +14,11 @@ speakers only, e.g. a one-to-one pair of a larger corpus; their ids are their by
 a name not in the train set is an error) and ``min_windows_per_speaker`` (warn, once, about every
 speaker with fewer train utterances of at least ``crop_frames`` frames).
 
+``data.cond_feats`` (optional): a list of further streams a model is conditioned on, e.g.
+``[pitch]``; each is read as batch key ``cond_<name>`` and cropped at the same instant as the input
+and target (its frame rate may differ: it then gets its own ``cond_<name>_lengths`` and
+``cond_<name>_mask``, see :func:`~voiceswap.data.dataset.collate_padded`).
+
 ``data.dataset: mel_audio_segments`` (vocoders) builds aligned (log-mel, waveform) segments
 instead: stream ``data.feats`` (the features *before* normalisation, e.g. ``raw/logmel80``) with
 ``<data_dir>/<set>/wav.scp``; the config's ``features`` section must match the features'
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -38,10 +43,21 @@ class DimensionMismatch(ValueError):
     """A model's configured in/out dims differ from the features it is given."""
 
 
+def cond_feats(data: Mapping) -> List[str]:
+    """The names of ``data.cond_feats`` (none: ``[]``), checked."""
+    names = data.get("cond_feats") or []
+    if isinstance(names, str) or not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"data.cond_feats must be a list of stream names (e.g. [pitch]), got {names!r}")
+    return list(names)
+
+
 def _stream_scps(config: Mapping, stream_config: Mapping, subset: str, layout: StreamLayout) -> Dict[str, str]:
     data = config["data"]
-    return {"input": str(stream_scp(stream_config, data["input_feats"], subset, layout)),
+    scps = {"input": str(stream_scp(stream_config, data["input_feats"], subset, layout)),
             "target": str(stream_scp(stream_config, data["target_feats"], subset, layout))}
+    for name in cond_feats(data):  # conditioning streams (pitch): batch keys cond_<name>
+        scps[f"cond_{name}"] = str(stream_scp(stream_config, name, subset, layout))
+    return scps
 
 
 def check_dims(config: Mapping, dataset: FeatsDataset) -> None:
@@ -82,8 +98,7 @@ def build_loaders(config: Mapping, layout: StreamLayout, data_dir: str, train_se
                               crop_frames=data["crop_frames"], seed=seed, speakers=selected)
     # Validation reads whole utterances with the train set's frame ratios (a small set could round otherwise).
     valid_data = FeatsDataset(_stream_scps(config, stream_config, valid_set, layout), f"{data_dir}/{valid_set}/utt2spk",
-                              spk2id, frame_ratios={"input": train_data.frame_ratios["input"],
-                                                    "target": train_data.frame_ratios["target"]}, speakers=selected)
+                              spk2id, frame_ratios=dict(train_data.frame_ratios), speakers=selected)
     check_dims(config, train_data)
     if data.get("min_windows_per_speaker") and rank == 0:
         warn_few_windows(train_data, spk2id, int(data["min_windows_per_speaker"]))

@@ -11,9 +11,11 @@ Every other stream is declared in the config's ``streams:`` section as a path te
       soft_units: "{dump}/units/{tag}/{set}/vectors.scp"      # stage 5: the unit head's soft units
 
 with ``{dump}`` the dump dir, ``{exp}`` the experiment dir (``exp/<tag>``), ``{tag}`` its name,
-``{set}`` the data set and ``{content}`` the name of the config's content features
-(:func:`voiceswap.features.content.content_name` of ``content.features``), so that experiments with
-the same content features share them. Entry scripts never assemble these paths themselves.
+``{set}`` the data set, ``{content}`` the name of the config's content features
+(:func:`voiceswap.features.content.content_name` of ``content.features``) and ``{pitch}`` that of its
+``pitch:`` section (:func:`voiceswap.features.pitch.pitch_name`, e.g. ``dio_50-500``), so that
+experiments with the same content features or F0 settings share them. Entry scripts never assemble
+these paths themselves.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Dict, Mapping, Union
 PathLike = Union[str, Path]
 
 #: Names a template may use.
-TEMPLATE_FIELDS = ("dump", "exp", "tag", "set", "content")
+TEMPLATE_FIELDS = ("dump", "exp", "tag", "set", "content", "pitch")
 
 
 class StreamError(ValueError):
@@ -72,6 +74,13 @@ def stream_scp(config: Mapping[str, Any], name: str, subset: str, layout: Stream
         if not isinstance(features, Mapping):
             raise StreamError(f"streams.{name} uses {{content}} but the config has no content.features section")
         values["content"] = content_name(features)
+    if "pitch" in _template_fields(template):
+        from voiceswap.features.pitch import PitchError, pitch_name
+
+        try:
+            values["pitch"] = pitch_name(config.get("pitch"))
+        except PitchError as error:
+            raise StreamError(f"streams.{name} uses {{pitch}}: {error}") from None
     return Path(template.format(**values))
 
 

@@ -22,8 +22,16 @@ the argmax unit and the soft unit, what stage 5 dumps.
   has them, else ``mask`` is used for whichever stream it matches in length (the collate's mask
   when both streams have one frame rate); a target mask missing is derived from the unit mask.
 
+* ``cond_pitch`` ``(B, T, 3)`` (only with ``model.pitch_bins`` > 0 and ``data.cond_feats: [pitch]``):
+  the pitch stream of voiceswap/features/pitch.py at the mel rate (log-F0, voicing, log-F0 relative
+  to the speaker's mean), made by the plan's ``pitch`` step in stage 4; its voicing and relative
+  columns are quantised into the model's pitch bins.
+
 Loss: L1 over real frames and all bins (the seed averaged over padding too: a quirk not kept).
-``convert(units (T_u, D), speaker)`` runs the decoder free, from a zero frame, for ``2 * T_u`` frames.
+``convert(units (T_u, D), speaker, conditions)`` runs the decoder free, from a zero frame, for
+``2 * T_u`` frames; a pitch-conditioned model needs ``conditions["pitch"]``, the source's pitch
+stream already moved to the target speaker's range (voiceswap.features.pitch.converted_stream),
+and then gives exactly its number of frames.
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from voiceswap.features.pitch import COLUMNS as PITCH_COLUMNS, LOG_F0_REL, VOICED
 from voiceswap.nets.softvc import AcousticModel, SoftUnitHead, lengths_to_mask
+from voiceswap.train.jobs import PlanError
 from voiceswap.train.plan import Step
 from voiceswap.train.registry import Family, SingleLossFamily, UnsupportedByFamily, register_family
 
@@ -50,6 +60,19 @@ def _grad_norm(metrics: Dict[str, float], name: str, norm: Optional[float]) -> N
     # With gradient accumulation, micro-batches that do not update return no norm.
     if norm is not None:
         metrics[name] = norm
+
+
+#: The conditioning stream a pitch-conditioned Soft-VC model reads (``data.cond_feats``).
+PITCH = "pitch"
+
+
+def _uses_pitch(config: Mapping[str, Any]) -> bool:
+    """Whether ``data.cond_feats`` asks for the pitch stream (the only conditioning stream Soft-VC reads)."""
+    names = list((config.get("data") or {}).get("cond_feats") or [])
+    unknown = [name for name in names if name != PITCH]
+    if unknown:  # a PlanError (a ValueError) so that plan.py reports it in one line
+        raise PlanError(f"data.cond_feats names {unknown}: Soft-VC is conditioned only on the {PITCH!r} stream")
+    return PITCH in names
 
 
 @register_family("softvc_units")
@@ -120,16 +143,19 @@ class SoftVCFamily(Family):
     Plan: stage 4 makes content features of every set, k-means units on them and trains the
     soft-unit head (section ``content``, into ``exp/<tag>/content``); stage 5 dumps the head's soft
     units; stage 6 trains the acoustic model on the units the config's ``data.input_feats`` names.
+    With ``data.cond_feats: [pitch]`` (and ``model.pitch_bins`` > 0), stage 4 also makes the pitch
+    stream of every set (the ``pitch:`` section; voiceswap/features/pitch.py).
     """
 
     role = "conversion"
 
     def plan(self, config: Mapping[str, Any]) -> List[Step]:
-        return [Step(4, "content_features", "content", writes=("content",)),
-                Step(4, "kmeans", "content", reads=("content",), writes=("kmeans",)),
-                Step(4, "train", "content"),
-                Step(5, "dump_units", "content", reads=("content",), writes=("soft_units", "unit_indices")),
-                Step(6, "train")]
+        pitch = [Step(4, "pitch", "pitch", writes=(PITCH,))] if _uses_pitch(config) else []
+        return pitch + [Step(4, "content_features", "content", writes=("content",)),
+                        Step(4, "kmeans", "content", reads=("content",), writes=("kmeans",)),
+                        Step(4, "train", "content"),
+                        Step(5, "dump_units", "content", reads=("content",), writes=("soft_units", "unit_indices")),
+                        Step(6, "train")]
 
     def requires(self, config: Mapping[str, Any]) -> Dict[str, int]:
         return {"content": 4}
@@ -156,6 +182,11 @@ class SoftVCFamily(Family):
 
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         self.valid_free_running = bool(config.get("valid", {}).get("free_running", True))
+        uses_pitch, pitch_bins = _uses_pitch(config), int(config["model"].get("pitch_bins") or 0)
+        if uses_pitch != (pitch_bins > 0):
+            raise ValueError(f"model.pitch_bins is {pitch_bins} but data.cond_feats is "
+                             f"{config['data'].get('cond_feats')!r}: a pitch-conditioned Soft-VC model needs both "
+                             "data.cond_feats: [pitch] and model.pitch_bins > 0 (e.g. 64); neither turns pitch off")
         return {"model": AcousticModel(num_speakers=num_speakers, **config["model"])}
 
     def _inputs(self, batch: Mapping[str, Any]) -> Dict[str, Any]:
@@ -179,12 +210,22 @@ class SoftVCFamily(Family):
         if target_mask is None and unit_mask is not None:
             target_mask = lengths_to_mask((unit_mask.sum(1) * factor).clamp(max=target_frames), target_frames)
         frame_lengths = target_mask.sum(1) if target_mask is not None else None
+        pitch = self._pitch_bins(batch[f"cond_{PITCH}"]) if f"cond_{PITCH}" in batch else None
         return {"units": units, "target": target, "speakers": batch["speakers"], "unit_mask": unit_mask,
-                "target_mask": target_mask, "frame_lengths": frame_lengths}
+                "target_mask": target_mask, "frame_lengths": frame_lengths, "pitch": pitch}
+
+    def _pitch_bins(self, stream: torch.Tensor) -> torch.Tensor:
+        """Pitch stream ``(B, T, 3)`` (or ``(T, 3)``) -> the model's bins ``(B, T)`` (``(T,)``); padding is unvoiced."""
+        if stream.shape[-1] != len(PITCH_COLUMNS):
+            raise ValueError(f"the pitch stream has {stream.shape[-1]} columns, not {len(PITCH_COLUMNS)} "
+                             f"({', '.join(PITCH_COLUMNS)}): re-run the pitch step of stage 4")
+        model = self.models["model"]
+        model = getattr(model, "module", model)
+        return model.pitch_bin(stream[..., LOG_F0_REL], stream[..., VOICED] > 0.5)
 
     def _teacher_forced(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         prediction = self.models["model"](inputs["units"], inputs["target"], inputs["speakers"],
-                                          inputs["unit_mask"], inputs["frame_lengths"])
+                                          inputs["unit_mask"], inputs["frame_lengths"], inputs["pitch"])
         return masked_l1(prediction, inputs["target"], inputs["target_mask"])
 
     def train_step(self, batch, step):
@@ -201,17 +242,30 @@ class SoftVCFamily(Family):
             model = self.models["model"]
             model = getattr(model, "module", model)
             generated = model.generate(inputs["units"], inputs["speakers"], inputs["unit_mask"],
-                                       inputs["frame_lengths"], num_frames=inputs["target"].shape[1])
+                                       inputs["frame_lengths"], num_frames=inputs["target"].shape[1],
+                                       pitch=inputs["pitch"])
             metrics["l1_free_running"] = masked_l1(generated, inputs["target"], inputs["target_mask"]).item()
         return metrics
 
     @torch.no_grad()
-    def convert(self, features: torch.Tensor, target_speaker: int) -> torch.Tensor:
+    def convert(self, features: torch.Tensor, target_speaker: int,
+                conditions: Optional[Mapping[str, Any]] = None) -> torch.Tensor:
         """Units ``(T_u, D)`` (or ids ``(T_u,)``) -> normalised log-mel ``(2 * T_u, n_mels)`` (``T_u`` frames
-        without upsampling) in the voice of speaker ``target_speaker``, free-running."""
+        without upsampling) in the voice of speaker ``target_speaker``, free-running.
+
+        A pitch-conditioned model reads ``conditions["pitch"]``: the source's pitch stream ``(T, 3)`` moved
+        to the target's range (voiceswap.features.pitch.converted_stream); the output then has ``T`` frames.
+        """
         model = self.models["model"]
         model = getattr(model, "module", model)
         device = next(model.parameters()).device
         units = features.to(device).unsqueeze(0)
         speakers = torch.tensor([target_speaker], dtype=torch.long, device=device)
-        return model.generate(units, speakers)[0]
+        if not model.pitch_bins:
+            return model.generate(units, speakers)[0]
+        stream = (conditions or {}).get(PITCH)
+        if stream is None:
+            raise ValueError("this Soft-VC model is conditioned on pitch: convert it with the source's pitch stream "
+                             "(conditions['pitch'], see voiceswap.conversion.PitchConditions)")
+        pitch = self._pitch_bins(torch.as_tensor(stream, dtype=torch.float32, device=device)).unsqueeze(0)
+        return model.generate(units, speakers, num_frames=pitch.shape[1], pitch=pitch)[0]

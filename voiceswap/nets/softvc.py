@@ -23,6 +23,11 @@ teacher-forced and free-running outputs both have exactly ``T`` frames.
 Generalisations of the seed (single speaker, unmasked batches):
 
 * a target-speaker embedding is concatenated to every encoder frame before the decoder;
+* optionally (``pitch_bins`` > 0) the source's F0 contour, as so-vits-svc conditions on it: log-F0
+  relative to the speaker's mean, quantised into ``pitch_bins`` bins over ``[-pitch_range,
+  pitch_range]`` (natural-log units; bin 0 is "unvoiced"), whose embedding is added to the encoder
+  output at the mel frame rate (:meth:`AcousticModel.pitch_bin`), so that the decoder follows a
+  melody instead of inventing a mean one;
 * padding is handled exactly: padded frames are zeroed after every layer and InstanceNorm takes
   its statistics over real frames only, so an utterance's output does not depend on what it was
   batched with (the seed normalised over padding too, and the recipe's masked loss would be
@@ -250,7 +255,8 @@ class AcousticModel(nn.Module):
     ``out_dim``: mel bins. ``num_units``: discrete vocabulary (ids 0..num_units-1; ``num_units`` is
     the padding id). ``speaker_dim`` 0 (or ``num_speakers`` <= 1 with ``speaker_dim`` 0) gives the
     seed's single-speaker model. Seed sizes: embedding/prenet 256, channels 512, decoder prenet
-    256, LSTM 768 (``conf/softvc.yaml`` has a small CPU configuration).
+    256, LSTM 768 (``conf/softvc.yaml`` has a small CPU configuration). ``pitch_bins`` > 0 adds the
+    pitch embedding (``pitch (B, T)`` bins of :meth:`pitch_bin` at the mel rate; 0: no pitch input).
     """
 
     def __init__(
@@ -269,8 +275,13 @@ class AcousticModel(nn.Module):
         lstm_dim: int = 768,
         dropout: float = 0.5,
         upsample: bool = True,
+        pitch_bins: int = 0,
+        pitch_range: float = 0.8,
     ) -> None:
         super().__init__()
+        if pitch_bins < 0 or pitch_bins == 1 or (pitch_bins and pitch_range <= 0):
+            raise ValueError(f"pitch_bins must be 0 (no pitch input) or >= 2 with pitch_range > 0, got pitch_bins "
+                             f"{pitch_bins}, pitch_range {pitch_range}")
         if discrete and in_dim != 1:
             raise ValueError(f"discrete units arrive as a stream of ids with dim 1, but in_dim is {in_dim}: "
                              "set model.in_dim=1 (or model.discrete=false for soft units)")
@@ -280,8 +291,22 @@ class AcousticModel(nn.Module):
         self.encoder = AcousticEncoder(in_dim, discrete, num_units, embedding_dim, prenet_dim, channels,
                                        kernel_size, dropout, upsample)
         self.speaker_embedding = nn.Embedding(num_speakers, speaker_dim) if speaker_dim > 0 else None
+        self.pitch_bins = pitch_bins
+        self.pitch_range = pitch_range
+        # Row 0: unvoiced; rows 1..pitch_bins: voiced, low to high.
+        self.pitch_embedding = nn.Embedding(pitch_bins + 1, channels) if pitch_bins else None
         self.decoder = AutoregressiveDecoder(channels + max(speaker_dim, 0), out_dim, decoder_prenet_dim,
                                              lstm_dim, dropout)
+
+    def pitch_bin(self, relative_log_f0: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
+        """Bins ``(B, T)`` long of log-F0 relative to the speaker's mean: 0 where not ``voiced``, else
+        1..pitch_bins, uniform over ``[-pitch_range, pitch_range]`` (values outside are clamped)."""
+        if not self.pitch_bins:
+            raise ValueError("this model has no pitch input (model.pitch_bins is 0)")
+        steps = self.pitch_bins - 1
+        position = (relative_log_f0 + self.pitch_range) / (2 * self.pitch_range) * steps
+        bins = position.round().clamp(0, steps).long() + 1
+        return torch.where(voiced.bool(), bins, torch.zeros_like(bins))
 
     def output_frames(self, unit_frames: int) -> int:
         """Mel frames produced for ``unit_frames`` units when no target length is given."""
@@ -294,6 +319,7 @@ class AcousticModel(nn.Module):
         unit_mask: Optional[torch.Tensor] = None,
         frame_lengths: Optional[torch.Tensor] = None,
         num_frames: Optional[int] = None,
+        pitch: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Decoder condition ``(B, T, C + speaker_dim)`` and its frame mask ``(B, T)`` (None if nothing is padded).
 
@@ -301,6 +327,8 @@ class AcousticModel(nn.Module):
         mel frames of each utterance (default: ``factor *`` its real units, capped at ``T``);
         each utterance's encoding is cropped to its length or extended by repeating its last real
         frame, so an odd mel length or a rounding difference between unit and mel rates is absorbed.
+        ``pitch (B, T_p)``: bins of :meth:`pitch_bin` at the mel rate (needed iff ``pitch_bins`` > 0),
+        cropped to ``T`` or extended with the unvoiced bin.
         """
         encoded, mask = self.encoder(units, unit_mask)
         batch, _, encoded_frames = encoded.shape
@@ -317,6 +345,12 @@ class AcousticModel(nn.Module):
         index = torch.minimum(torch.arange(total, device=encoded.device)[None, :], last[:, None])
         x = torch.gather(encoded.transpose(1, 2), 1, index.unsqueeze(-1).expand(-1, -1, encoded.shape[1]))
         frame_mask = lengths_to_mask(frame_lengths, total)
+        if self.pitch_embedding is not None:
+            if pitch is None:
+                raise ValueError("this model is conditioned on pitch (model.pitch_bins > 0): pass pitch (B, T) bins")
+            pitch = pitch.to(encoded.device).long()
+            pitch = pitch[:, :total] if pitch.shape[1] >= total else F.pad(pitch, (0, total - pitch.shape[1]))
+            x = x + self.pitch_embedding(pitch)
         if self.speaker_embedding is not None:
             if speakers is None:
                 raise ValueError("this model has a speaker embedding: pass speakers (B,) long")
@@ -334,6 +368,7 @@ class AcousticModel(nn.Module):
         speakers: Optional[torch.Tensor] = None,
         unit_mask: Optional[torch.Tensor] = None,
         frame_lengths: Optional[torch.Tensor] = None,
+        pitch: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Teacher-forced mels ``(B, T, out_dim)`` for ``target_mels (B, T, out_dim)``.
 
@@ -341,7 +376,8 @@ class AcousticModel(nn.Module):
         ``unit_mask (B, T_u)``: True on real units. Frame t is predicted from frames ``< t`` of the
         target (a zero frame before the first), as the seed's ``mels[:, :-1]`` -> ``mels[:, 1:]``.
         """
-        condition, _ = self.condition(units, speakers, unit_mask, frame_lengths, num_frames=target_mels.shape[1])
+        condition, _ = self.condition(units, speakers, unit_mask, frame_lengths, num_frames=target_mels.shape[1],
+                                      pitch=pitch)
         previous = F.pad(target_mels[:, :-1], (0, 0, 1, 0))
         return self.decoder(condition, previous)
 
@@ -353,8 +389,9 @@ class AcousticModel(nn.Module):
         unit_mask: Optional[torch.Tensor] = None,
         frame_lengths: Optional[torch.Tensor] = None,
         num_frames: Optional[int] = None,
+        pitch: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Free-running mels ``(B, T, out_dim)``; ``T = num_frames`` or ``factor * T_u``. Padded frames are zero."""
-        condition, frame_mask = self.condition(units, speakers, unit_mask, frame_lengths, num_frames)
+        condition, frame_mask = self.condition(units, speakers, unit_mask, frame_lengths, num_frames, pitch)
         mels = self.decoder.generate(condition)
         return mels if frame_mask is None else mels * frame_mask.unsqueeze(-1).to(mels.dtype)

@@ -147,6 +147,32 @@ def expand(step: Step, family: Family, config: Mapping[str, Any], ctx: RecipeCon
                             json.dumps(dict(features), sort_keys=True), inputs))
         return jobs
 
+    if step.kind == "pitch":
+        from voiceswap.features.pitch import PitchError, pitch_settings
+
+        stream = _only_stream(step, "writes")
+        try:
+            settings = pitch_settings(config.get("pitch"))
+        except PitchError as error:
+            raise PlanError(f"a pitch step: {error}") from None
+        target = Path(str(config["data"]["target_feats"])).name
+        train_dir = stream_dir(config, stream, ctx.train_set, layout)
+        jobs = []
+        # The train set first: the other sets take the speaker means of its statistics.
+        for subset in [ctx.train_set] + [s for s in ctx.sets if s != ctx.train_set]:
+            out = stream_dir(config, stream, subset, layout)
+            inputs = [ctx.data_dir / subset / "wav.scp", ctx.data_dir / subset / "utt2spk",
+                      _done(ctx.dump_dir / "raw" / target / subset)]
+            command = ["extract_pitch.py", *args, *dirs]
+            if subset != ctx.train_set:
+                command += ["--speaker-stats", str(train_dir / "spk_f0_stats")]
+                inputs.append(_done(train_dir))
+            command += [subset, str(out)]
+            jobs.append(Job("cpu", command, out / "log" / "extract_pitch.log",
+                            f"{settings['method']} F0 of {subset} -> {out}", out,
+                            json.dumps({**settings, "target_feats": target}, sort_keys=True), inputs))
+        return jobs
+
     if step.kind == "kmeans":
         source, target = _only_stream(step, "reads"), _only_stream(step, "writes")
         model_dir = where / "kmeans"

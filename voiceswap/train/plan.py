@@ -11,6 +11,8 @@ content_features   content features of every set (``extract_content.py``; ``cont
 kmeans             k-means on the train set's content features, then the ids of every set
 train              ``train.py`` on the section (``""``: the whole config) -> ``exp/<tag>[/<section>]``
 dump_units         the section's trained model's units of every set (``dump_units.py``)
+pitch              F0 of every set on the target features' frames, train set first, with
+                   per-speaker log-F0 statistics (``extract_pitch.py``; the ``pitch:`` section)
 =================  ==========================================================================
 """
 
@@ -25,6 +27,7 @@ STEP_KINDS: Dict[str, str] = {
     "kmeans": "k-means on the train set's content features; the ids of every set (kmeans_units.py)",
     "train": "train a config section (train.py)",
     "dump_units": "units of every set from a trained section (dump_units.py)",
+    "pitch": "F0 stream of every set and per-speaker log-F0 statistics of the train set (extract_pitch.py)",
 }
 
 #: Stages whose steps a family declares: content/unit model, unit dump, conversion model, vocoder.
