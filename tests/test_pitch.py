@@ -362,3 +362,26 @@ def test_conversion_conditions_move_the_source_contour_to_the_target(tmp_path):
                             path=layout.exp_dir)
     assert ConversionConditions.of(plain, dump, feats) is None
 
+
+def test_stage_9_reports_the_f0_correlation_with_the_source():
+    """``f0_corr_src``: converted (and reconstructed) F0 against the source's, frame by frame, even without
+    a parallel reference; an output that follows the source's melody in another range scores 1."""
+    from voiceswap.eval.plan import Item, build_plan
+    from voiceswap.eval.summary import pair_scores, row_metrics
+
+    utt2spk = {"a-s1": "a", "a-s2": "a", "b-s2": "b"}
+    items = [Item("a-s1_to_b", "a-s1", "a", "b", None, "conversion"),
+             Item("a-s1_to_a", "a-s1", "a", "a", None, "reconstruction")]
+    plan = build_plan(items, utt2spk, measures={"f0"})
+    assert {"f0"} <= plan.units["out:a-s1_to_b"] and {"f0"} <= plan.units["real:a-s1"]
+    melody = 110.0 * np.exp(0.1 * np.sin(np.linspace(0, 6, 80)))
+    melody[:5] = 0.0  # unvoiced frames are left out
+    records = {"real:a-s1": {"f0": melody},
+               "out:a-s1_to_b": {"f0": np.where(melody > 0, 2.0 * melody, 0.0)[:78]},  # a frame or two shorter
+               "out:a-s1_to_a": {"f0": np.where(melody > 0, 220.0 - melody, 0.0)},
+               "real:a-s2": {"emb": np.ones(4)}, "real:b-s2": {"emb": -np.ones(4)}}  # the speaker centroids
+    scores = pair_scores(plan, records, utt2spk, {}, speakers=[])
+    rows = row_metrics(plan, scores, records, None)
+    assert rows["converted"]["f0_corr_src"] == pytest.approx(1.0)
+    assert rows["reconstruction"]["f0_corr_src"] == pytest.approx(-1.0)
+    assert rows["source"].get("f0_corr_src") is None

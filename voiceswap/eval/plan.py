@@ -152,6 +152,9 @@ def build_plan(items: List[Item], utt2spk: Dict[str, str], max_pairs: int = 0, a
         if pair.reference:
             need(pair.unit, "mcep", "f0")
             need(pair.reference, "mcep", "f0")
+        if pair.row in ("converted", "reconstruction"):  # F0 correlation with the source (f0_corr_src)
+            need(pair.unit, "f0")
+            need(f"real:{pair.text_utt}", "f0")
         if pair.item in asr_ids or (pair.row == "reconstruction" and pair.text_utt in asr_sources):
             need(pair.unit, "asr")
         if pair.item in mos_ids or (pair.row == "reconstruction" and pair.text_utt in mos_sources):

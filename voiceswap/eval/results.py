@@ -29,6 +29,7 @@ TABLE_COLUMNS = (
     ("oracle", "mcd", "MCD oracle"),
     ("converted", "f0_rmse", "F0 RMSE"),
     ("converted", "f0_corr", "F0 corr"),
+    ("converted", "f0_corr_src", "F0 corr src"),
     ("converted", "wer", "WER"),
     ("source", "wer", "WER src"),
     ("oracle", "wer", "WER oracle"),
@@ -159,7 +160,9 @@ def corpus_results(all_metrics: Sequence[Mapping[str, Any]], command: str) -> st
         out.append("SpkSim: cosine of resemblyzer embeddings to the target speaker's centroid; SpkAcc, CS, FS: the "
                    "toolkit's speaker classifier (accuracy, class score, Frechet score vs train); MCD (dB): SPTK "
                    "mel-cepstra of the WORLD envelope on voiced frames after DTW against the parallel reference, as "
-                   "ESPnet; MCD-logmel: from our log-mel, all frames; F0 (Hz) after DTW; WER/CER (%): the Whisper "
+                   "ESPnet; MCD-logmel: from our log-mel, all frames; F0 (Hz) after DTW against the reference; F0 corr "
+                   "src: with the source's F0, frame by frame (does the pitch follow the source?); WER/CER (%): "
+                   "the Whisper "
                    "judge (faster-whisper, tiny.en by default), 'ps' = pocketsphinx beside it, 'src' = the real "
                    "source utterances; DNSMOS: P.835 OVRL; oracle = the reference through the same vocoder; "
                    "PPL ... NMI: the model's units against phone alignments (eval set); k-means = MFCC k-means "

@@ -25,6 +25,7 @@ ROW_METRICS = (
     ("mcd_logmel", "MCD-logmel dB", "{:.2f}", False),
     ("f0_rmse", "F0 RMSE Hz", "{:.1f}", False),
     ("f0_corr", "F0 corr", "{:.3f}", True),
+    ("f0_corr_src", "F0 corr src", "{:.3f}", True),
     ("wer", "WER %", "{:.1f}", False),
     ("cer", "CER %", "{:.1f}", False),
     ("wer_delta", "dWER vs src", "{:+.1f}", False),
@@ -75,6 +76,12 @@ def pair_scores(plan: Plan, records: Mapping[str, Dict[str, Any]], utt2spk: Mapp
                 if "f0" in rec and "f0" in ref:  # F0 is compared along the log-mel path: every frame, not only voiced
                     dtw_cache[key].update(f0_metrics(rec["f0"], ref["f0"], path))
             row.update(dtw_cache[key])
+        source_f0 = records.get(f"real:{pair.text_utt}", {}).get("f0")
+        if pair.row in ("converted", "reconstruction") and "f0" in rec and source_f0 is not None:
+            # Does the pitch follow the source? An output has the source's frames (stage 8), so frame t
+            # of one is frame t of the other: no DTW. Frames voiced in both, Pearson on Hz.
+            frames = np.arange(min(len(rec["f0"]), len(source_f0)))
+            row["f0_corr_src"] = f0_metrics(rec["f0"], source_f0, np.stack([frames, frames], axis=1))["f0_corr"]
         for judge in JUDGES:
             hyp = rec.get(f"hyp_{judge}")
             if hyp is not None:
@@ -96,7 +103,7 @@ def row_metrics(plan: Plan, scores: List[Dict[str, Any]], records: Mapping[str, 
         if not mine:
             continue
         out: Dict[str, Any] = {"num_pairs": len(mine)}
-        for key in ("spk_sim_target", "spk_sim_source", "mcd", "mcd_logmel", "f0_rmse", "f0_corr",
+        for key in ("spk_sim_target", "spk_sim_source", "mcd", "mcd_logmel", "f0_rmse", "f0_corr", "f0_corr_src",
                     "mos_ovrl", "mos_sig", "mos_bak", "mos_p808"):
             out[key] = _mean([s.get(key) for s in mine])
         # Pairs with no voiced frame in the output or the reference have no WORLD MCD: count them.
