@@ -171,7 +171,12 @@ class Family(abc.ABC):
 
     def convert(self, features: torch.Tensor, target_speaker: int) -> torch.Tensor:
         """One source utterance's input features ``(T, D_in)`` -> output features ``(T', D_out)``
-        (normalised log-mel) in the voice of speaker id ``target_speaker``."""
+        (normalised log-mel) in the voice of speaker id ``target_speaker``.
+
+        A family whose config has ``data.cond_feats`` (Soft-VC's pitch) is also given
+        ``conditions={stream name: (T_c, D_c) array}``, made for this source and target by
+        voiceswap.conversion.ConversionConditions; the others are called without it.
+        """
         raise UnsupportedByFamily(f"the {type(self).__name__} family does not convert voices")
 
     def encode_units(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:
