@@ -87,6 +87,7 @@ class UnitAudio:
         return self._oracle(key)
 
     def _oracle(self, utt: str) -> np.ndarray:
+        import voiceswap.families  # noqa: F401  (registers the vocoder families; --measures without clf skips the judge that did)
         from voiceswap.train.experiment import load_vocoder
 
         if self._vocoder is None:

@@ -53,7 +53,8 @@ def pair_scores(plan: Plan, records: Mapping[str, Dict[str, Any]], utt2spk: Mapp
     """One dict per (row, pair) with every per-pair number; ``None`` where a measure was not taken."""
     embeddings = {unit.split(":", 1)[1]: rec["emb"] for unit, rec in records.items()
                   if unit.startswith("real:") and "emb" in rec}
-    centre = centroids(embeddings, utt2spk, plan.centroid_utts)
+    # No embeddings when stage 9 ran without the "emb" measure: then there are no similarities either.
+    centre = centroids(embeddings, utt2spk, plan.centroid_utts) if embeddings else {}
     dtw_cache: Dict[tuple, Dict[str, float]] = {}
     scores = []
     for pair in plan.pairs:
