@@ -19,14 +19,15 @@
 #   --seed-keys KEYS        the config keys a seed sets (default "train.seed")
 #   --report-dir DIR        the table, plots and logs (default <exp-dir>/sweeps/<config>__<swept keys>)
 #   --jobs N                runs at a time (default 1)
-#   --stage, --stop-stage   the run.sh stages of each run (default 4 and 9; stages 0-3 once before)
+#   --stage, --stop-stage   the run.sh stages of each run (default 4 and 9: stages 0-3 must have run;
+#                           --stage 0 has the first run make them)
 #   --train-overrides "..." overrides of every run (the base the sweep adds to)
 # Output: <report-dir>/sweep.md, sweep.tsv (per point: mean/std/min/max/n of every stage-9 metric),
 # sweep_runs.tsv (per run), plots/<metric>.png and plots/overview.png, log/<tag>.log per run.
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (sweep.sh) $*" >&2; }
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 sweeps=()
 sets=()
