@@ -5,9 +5,11 @@ RTF = compute seconds / seconds of audio made, over the first ``--utts`` eval ut
 log-mels (dump/raw/logmel80/eval, stage 2), per torch thread count. HiFi-GAN runs the trained
 generator of ``--vocoder-dir`` (stage 7) with weight norm folded in, as convert.py does; without a
 trained one it times an untrained generator of ``--hifigan-config`` (speed does not depend on the
-weights).
+weights). WaveGlow likewise: the trained flow of ``--waveglow-dir`` (weight norm folded, sampling
+with the config's sigma), else an untrained one of ``--waveglow-config``.
 
-    python bench/vocoder_rtf.py [--dump-dir dump] [--vocoder-dir exp/vocoder_hifigan_synth] [--utts 20]
+    python bench/vocoder_rtf.py [--dump-dir dump] [--vocoder-dir exp/vocoder_hifigan_synth]
+                                [--waveglow-dir exp/vocoder_waveglow_synth] [--utts 20]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from voiceswap.features.spectral import load_feature_config
 import voiceswap.families  # noqa: F401  (registers the vocoder families)
 from voiceswap.nets.vocoders.hifigan import HiFiGANGenerator, HiFiGANVocoder
+from voiceswap.nets.vocoders.waveglow import WaveGlowVocoder, WaveGlowVocoderNet
 from voiceswap.train.config import load_config
 from voiceswap.train.experiment import load_vocoder
 
@@ -43,6 +46,8 @@ def main() -> None:
     parser.add_argument("--eval-set", default="eval")
     parser.add_argument("--vocoder-dir", default=None, help="trained HiFi-GAN (stage 7); default: untrained")
     parser.add_argument("--hifigan-config", default="conf/vocoder/hifigan.yaml")
+    parser.add_argument("--waveglow-dir", default=None, help="trained WaveGlow (stage 7); default: untrained")
+    parser.add_argument("--waveglow-config", default="conf/vocoder/waveglow.yaml")
     parser.add_argument("--utts", type=int, default=20)
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     args = parser.parse_args()
@@ -60,8 +65,16 @@ def main() -> None:
         generator = HiFiGANGenerator(in_channels=feature_config["n_mels"], hop_length=feature_config["hop_length"],
                                      **generator_config)
         hifigan, which = HiFiGANVocoder(generator.eval()), f"untrained, {args.hifigan_config}"
+    if args.waveglow_dir:
+        waveglow = load_vocoder(load_config(args.waveglow_config), feature_config, args.waveglow_dir)
+        waveglow_which = f"trained, {args.waveglow_dir}"
+    else:
+        waveglow_config = load_config(args.waveglow_config)
+        net = WaveGlowVocoderNet(n_mels=feature_config["n_mels"], hop_length=feature_config["hop_length"],
+                                 **waveglow_config["model"])
+        waveglow, waveglow_which = WaveGlowVocoder(net.eval()), f"untrained, {args.waveglow_config}"
     griffinlim = load_vocoder(load_config("conf/vocoder/griffinlim.yaml"), feature_config)
-    vocoders = {"griffinlim": griffinlim, f"hifigan ({which})": hifigan}
+    vocoders = {"griffinlim": griffinlim, f"hifigan ({which})": hifigan, f"waveglow ({waveglow_which})": waveglow}
     print(f"{len(mels)} {args.eval_set} utterances, {seconds:.1f} s of audio; RTF = compute s / audio s")
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
