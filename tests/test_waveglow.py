@@ -384,3 +384,17 @@ def test_converter_takes_a_familys_own_audio_skips_the_vocoder_and_writes_its_lo
     assert log_mel.shape == (9, 80)
     _, cropped = converter.convert(torch.zeros(5, 160), "a", num_frames=5)
     assert cropped.shape == (800,)
+
+
+def test_under_autocast_the_conv_log_det_stays_float64_and_the_loss_finite():
+    """The fp16 path autocasts the convolutions; the 1x1 convs' log-det must not drop to half precision.
+    (CPU autocast runs bfloat16; the GPU config's fp16 takes the same code path.)"""
+    torch.manual_seed(0)
+    net = randomise(WaveGlowVocoderNet(n_mels=5, hop_length=16, cond_channels=6, film=True, **TINY_FLOW))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = net(torch.randn(2, 64) * 0.3, torch.randn(2, 5, 4))
+        loss = flow_nll(output)
+    assert output.conv_log_det.dtype == torch.float64 and loss.dtype == torch.float32
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
