@@ -180,13 +180,19 @@ def test_cfg_scale_zero_is_the_conditional_model():
 # Nets.
 
 def test_unet_any_length_and_zero_output_at_init():
-    unet = UNet(in_channels=80, base_channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, middle_dilations=(4,),
+    unet = UNet(in_channels=80, base_channels=16, channel_mult=(5, 5, 6), num_res_blocks=1, middle_dilations=(4,),
                 num_classes=4, cond_channels=8)
     for frames in (37, 64, 101):
         codes = torch.randn(2, 8, (frames + 1) // 2)
         out = unet(torch.randn(2, 80, frames), torch.rand(2), torch.tensor([0, 4]), codes)
         assert out.shape == (2, 80, frames)
         assert torch.count_nonzero(out) == 0  # zero-initialised output conv: eps_hat = 0 untrained
+
+
+def test_unet_narrower_than_its_input_is_refused():
+    with pytest.raises(ValueError, match=r"channel_mult\[0\] = 32 channels, fewer than its 80 input channels"):
+        UNet(in_channels=80, base_channels=32, channel_mult=(1, 2))
+    UNet(in_channels=1, base_channels=32, channel_mult=(1, 2))  # the seed's waveform UNet
 
 
 def test_attention_pooling_ignores_masked_frames():
@@ -209,7 +215,7 @@ def test_noisy_classifier_shapes():
 
 def test_vq_encoder_gives_one_code_per_two_frames():
     model = VQDiffusion(num_speakers=2, in_dim=39, out_dim=80, encoder_channels=16, code_dim=8, codebook_size=4,
-                        base_channels=8, channel_mult=(1, 2), num_res_blocks=1, middle_dilations=(2,))
+                        base_channels=8, channel_mult=(10, 10), num_res_blocks=1, middle_dilations=(2,))
     for frames in (20, 21):
         assert model.quantize(torch.randn(1, 39, frames)).quantized.shape == (1, 8, (frames + 1) // 2)
 
@@ -254,7 +260,7 @@ def test_classifier_guidance_needs_a_classifier_section_and_names_stage_6():
 def test_guidance_without_a_loaded_classifier_is_a_clear_error():
     family = DiffusionFamily()
     config = _config(guidance="classifier", steps=2)
-    config["model"].update(encoder_channels=16, code_dim=8, codebook_size=4, base_channels=8, channel_mult=[1, 2],
+    config["model"].update(encoder_channels=16, code_dim=8, codebook_size=4, base_channels=8, channel_mult=[10, 10],
                            num_res_blocks=1, middle_dilations=[2])
     family.models = family.build(config, num_speakers=2)
     with pytest.raises(RuntimeError, match="no guidance classifier was loaded.*stage 6"):

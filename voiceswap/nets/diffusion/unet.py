@@ -128,6 +128,13 @@ class UNet(nn.Module):
         super().__init__()
         if not channel_mult:
             raise ValueError("channel_mult needs at least one level")
+        if base_channels * channel_mult[0] < in_channels:
+            # eps has in_channels independent dimensions: a narrower first level cannot carry it through
+            # (80 mel bins through the seed's 32 waveform channels caps the eps-MSE at 1 - 32/80).
+            raise ValueError(f"the UNet's first level has base_channels x channel_mult[0] = "
+                             f"{base_channels * channel_mult[0]} channels, fewer than its {in_channels} input "
+                             f"channels: make it at least {in_channels} (e.g. model.channel_mult starting with "
+                             f"{-(-in_channels // base_channels)})")
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.cond_channels = cond_channels
