@@ -266,6 +266,6 @@ class SoftVCFamily(Family):
         stream = (conditions or {}).get(PITCH)
         if stream is None:
             raise ValueError("this Soft-VC model is conditioned on pitch: convert it with the source's pitch stream "
-                             "(conditions['pitch'], see voiceswap.conversion.PitchConditions)")
+                             "(conditions['pitch'], see voiceswap.conversion.ConversionConditions)")
         pitch = self._pitch_bins(torch.as_tensor(stream, dtype=torch.float32, device=device)).unsqueeze(0)
         return model.generate(units, speakers, num_frames=pitch.shape[1], pitch=pitch)[0]
