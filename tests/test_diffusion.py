@@ -1,20 +1,26 @@
 """The diffusion family (seed 000): schedules, the reverse step, the sampler, guidance, bad settings.
 
 Fast tests on the maths with oracle or toy models; the family contract test (``-k diffusion``)
-and :func:`test_recipe_with_classifier_guidance` cover training, reloading and stage 8-9.
+and the tiny recipe run at the end (stages 4-9 with the classifier experiment and classifier
+guidance) cover training, reloading, conversion and scoring.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from pathlib import Path
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from conftest import REPO_ROOT, TINY_CLASSIFIER, run_recipe_in
 
 import voiceswap.families  # noqa: F401  (registers the families)
-from voiceswap.families.diffusion import DiffusionFamily, InferenceSettings
+from voiceswap.families.diffusion import DiffusionFamily, InferenceSettings, mu_law_decode, mu_law_encode
 from voiceswap.nets.diffusion.classifier import AttentionPool1d, NoisyClassifier
 from voiceswap.nets.diffusion.encoder import VQDiffusion
 from voiceswap.nets.diffusion.sampler import (
@@ -29,7 +35,7 @@ from voiceswap.nets.diffusion.schedules import CosSchedule, ExpSchedule, noise_s
 from voiceswap.nets.diffusion.unet import UNet
 from voiceswap.train.config import load_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = REPO_ROOT / "conf"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -220,6 +226,13 @@ def test_vq_encoder_gives_one_code_per_two_frames():
         assert model.quantize(torch.randn(1, 39, frames)).quantized.shape == (1, 8, (frames + 1) // 2)
 
 
+def test_mu_law_round_trip():
+    audio = torch.linspace(-1.0, 1.0, 101)
+    encoded = mu_law_encode(audio)
+    assert encoded.abs().max() <= 1.0 and encoded[60] > audio[60]  # small amplitudes are expanded
+    assert torch.allclose(mu_law_decode(encoded), audio, atol=1e-5)
+
+
 # The family's settings (bad input: one line naming the option).
 
 def _config(**inference):
@@ -271,3 +284,106 @@ def test_plan_trains_the_classifier_in_stage_6():
     steps = DiffusionFamily().plan(_config())
     assert [(s.stage, s.kind, s.section) for s in steps] == [(4, "train", ""), (5, "dump_units", ""),
                                                               (6, "train", "classifier")]
+
+
+# The recipe: stages 4-9 with the classifier experiment and classifier guidance.
+
+TINY_CORPUS = ["--synth-speakers", "slt ked esf2", "--num-sentences", "6", "--num-dev-sentences", "1",
+               "--num-eval-sentences", "1", "--num-pair-sentences", "1", "--nj", "2"]
+TINY_DIFFUSION = ("model.encoder_channels=16 model.code_dim=8 model.codebook_size=8 model.base_channels=8 "
+                  "model.channel_mult=[10,10] model.num_res_blocks=1 model.middle_dilations=[2] "
+                  "data.batch_size=4 data.crop_frames=64 data.num_workers=0 train.max_steps=4 "
+                  "train.valid_interval=4 train.save_interval=4 train.log_interval=2 "
+                  "classifier.model.base_channels=8 classifier.model.channel_mult=[1,2] "
+                  "classifier.model.num_res_blocks=1 classifier.model.feature_dim=16 classifier.model.head_dim=8 "
+                  "classifier.data.batch_size=4 classifier.data.crop_frames=64 classifier.data.num_workers=0 "
+                  "classifier.train.max_steps=4 classifier.train.valid_interval=4 classifier.train.save_interval=4 "
+                  "classifier.train.log_interval=2")
+GUIDED = "inference.guidance=classifier inference.scale=2 inference.steps=3"
+
+
+@pytest.fixture(scope="module")
+def diffusion_recipe(tmp_path_factory):
+    """A tiny corpus (stages 0-3), then stages 4-9 of conf/diffusion.yaml with classifier guidance."""
+    tmp = tmp_path_factory.mktemp("diffusion_recipe")
+    # One torch thread per training job (train.py divides the CPUs by LOCAL_WORLD_SIZE): a 4-step run
+    # is all synchronisation, and two spinning threads on a busy machine made it minutes, not seconds.
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(os.cpu_count() or 1))
+    result = run_recipe_in(tmp, TINY_CORPUS, "--stage", "0", "--stop-stage", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_recipe_in(tmp, TINY_CORPUS, "--model", "diffusion", "--stage", "4", "--stop-stage", "9",
+                           "--train-overrides", TINY_DIFFUSION, "--inference-overrides", GUIDED,
+                           "--classifier-overrides", TINY_CLASSIFIER, "--score-opts", "--measures emb,clf")
+    monkeypatch.undo()
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiments = [p for p in (tmp / "exp").iterdir() if p.name.startswith("diffusion")]
+    assert len(experiments) == 1
+    return tmp, experiments[0], result.stderr
+
+
+def test_recipe_trains_the_classifier_in_stage_6_and_converts_with_guidance(diffusion_recipe):
+    root, exp, log = diffusion_recipe
+    assert re.search(r"Stage 6: train diffusion_classifier -> \S+/classifier", log)
+    assert "family: diffusion_classifier" in (exp / "classifier" / "config.yaml").read_text()
+    assert (exp / "classifier" / "checkpoints" / "best.pt").exists()
+    units = root / "dump" / "units" / exp.name / "eval"  # stage 5: the VQ codes, for stage 9's unit metrics
+    assert (units / "num_units").read_text().strip() == "8"
+    convert = exp / "convert_griffinlim_guidance-classifier_scale-2_steps-3"
+    conversions = (convert / "conversions").read_text().splitlines()
+    assert conversions and all((convert / "wav" / f"{line.split()[0]}.wav").is_file() for line in conversions)
+    metrics = json.loads((exp / "scores_griffinlim_guidance-classifier_scale-2_steps-3" / "metrics.json").read_text())
+    converted = metrics["rows"]["converted"]
+    assert converted["num_pairs"] == len([c for c in conversions if c.endswith(" conversion")])
+    assert math.isfinite(converted["spk_sim_target"]) and 0.0 <= converted["spk_acc"] <= 1.0
+
+
+def test_guidance_without_the_classifier_experiment_names_stage_6(diffusion_recipe, tmp_path):
+    from voiceswap.bin import convert
+
+    root, exp, _ = diffusion_recipe
+    hidden = exp.parent / "classifier_hidden"
+    (exp / "classifier").rename(hidden)
+    try:
+        pair = (root / "data" / "eval" / "pairs").read_text().splitlines()[0]
+        (tmp_path / "items").write_text(pair + "\n")
+        args = ["--exp-dir", str(exp), "--dump-dir", str(root / "dump"), "--utt2spk",
+                str(root / "data" / "eval" / "utt2spk"), "--set", "inference.guidance=classifier",
+                str(tmp_path / "items"), str(tmp_path / "out")]
+        with_guidance = convert.main(args)
+        without = convert.main(args[:-4] + ["--set", "inference.guidance=none", *args[-2:]])
+    finally:
+        hidden.rename(exp / "classifier")
+    assert with_guidance == 1 and without == 0
+
+
+def test_bad_sampling_schedule_at_stage_8_is_one_line(diffusion_recipe, tmp_path):
+    root, exp, _ = diffusion_recipe
+    command = [sys.executable, str(REPO_ROOT / "voiceswap" / "bin" / "convert.py"), "--exp-dir", str(exp),
+               "--dump-dir", str(root / "dump"), "--utt2spk", str(root / "data" / "eval" / "utt2spk"),
+               "--set", "inference.sampling_schedule=cubic", str(root / "data" / "eval" / "pairs"),
+               str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert result.returncode == 1 and len(errors) == 1
+    assert "inference.sampling_schedule is 'cubic'; sampling schedules: identity, square" in errors[0]
+
+
+def test_generate_scores_samples_like_the_seed(diffusion_recipe, tmp_path):
+    from voiceswap.bin import generate
+
+    root, exp, _ = diffusion_recipe
+    out = tmp_path / "generate"
+    assert generate.main(["--exp-dir", str(exp), "--num-samples", "6", "--seconds", "0.5", "--batch-size", "4",
+                          "--set", "inference.steps=2", "--dump-dir", str(root / "dump"),
+                          "--data-dir", str(root / "data"), "--dev-set", "dev",
+                          "--classifier-dir", str(root / "exp" / "speaker_classifier_synth"), str(out)]) == 0
+    samples = (out / "samples").read_text().split()
+    assert samples[::2] == [f"sample_{i:06d}" for i in range(6)]
+    assert samples[1::2] == ["esf2", "ked", "slt", "esf2", "ked", "slt"]  # the speakers in turn
+    assert all((out / "wav" / f"sample_{i:06d}.wav").is_file() for i in range(6))
+    scores = json.loads((out / "scores.json").read_text())
+    assert 1.0 <= scores["class_score"] <= 3.0 + 1e-6  # exp(KL) is at most the number of speakers
+    assert math.isfinite(scores["frechet_score"]) and scores["frechet_score"] >= 0.0
+    assert sorted(scores["dev_eps_mse"]) == ["eps_mse", "eps_mse_q1", "eps_mse_q2", "eps_mse_q3", "eps_mse_q4"]
+    assert scores["real_time_factor"] > 0

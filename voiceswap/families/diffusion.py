@@ -1,5 +1,6 @@
-"""The diffusion families (seed 000, vq-voice-swap): ``diffusion`` (the VQ-conditioned voice swap) and
-``diffusion_classifier`` (its speaker classifier on noisy inputs, for classifier guidance).
+"""The diffusion families (seed 000, vq-voice-swap): ``diffusion`` (the VQ-conditioned voice swap),
+``diffusion_classifier`` (its speaker classifier on noisy inputs, for classifier guidance) and
+``diffusion_waveform`` (the seed's own UNet on waveform segments, for generation; see its class).
 
 ``diffusion`` trains :class:`~voiceswap.nets.diffusion.encoder.VQDiffusion` jointly (stage 4): the
 ``conv-mfcc`` encoder turns ``input`` (normalised MFCC-39, ``(B, T, 39)``) into 50 Hz VQ codes, and
@@ -25,6 +26,7 @@ Its noise schedule must be the decoder's (checked when guidance starts).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -44,6 +46,7 @@ from voiceswap.nets.diffusion.sampler import (
     classifier_grad,
 )
 from voiceswap.nets.diffusion.schedules import NOISE_SCHEDULES, SAMPLING_SCHEDULES, NoiseSchedule, noise_schedule
+from voiceswap.nets.diffusion.unet import UNet
 from voiceswap.train.ema import unwrap
 from voiceswap.train.plan import Step
 from voiceswap.train.registry import Family, SingleLossFamily, UnsupportedByFamily, register_family
@@ -258,17 +261,24 @@ class DiffusionFamily(Family):
                                       "stage 6 trains it into exp/<tag>/classifier")
         return unwrap(loaded.models["model"])
 
+    def _denoiser(self) -> torch.nn.Module:
+        """The UNet that predicts eps."""
+        return unwrap(self.models["model"]).unet
+
+    def _no_codes(self, batch_size: int, frames: int, device: torch.device) -> Optional[torch.Tensor]:
+        """The codes of "no content": zeros, as code dropout trains them (None: a model without codes)."""
+        code_dim = unwrap(self.models["model"]).vq.code_dim
+        return torch.zeros(batch_size, code_dim, (frames + 1) // 2, device=device)
+
     def sample(self, codes: Optional[torch.Tensor], labels: Optional[torch.Tensor], frames: int, batch_size: int = 1,
                generator: Optional[torch.Generator] = None, steps: Optional[int] = None) -> torch.Tensor:
-        """Normalised log-mel ``(B, out_dim, frames)`` from ``codes (B, code_dim, T_c)`` (None: no content, as
+        """``(B, channels, frames)`` (normalised log-mel) from ``codes (B, code_dim, T_c)`` (None: no content, as
         code dropout trained it) and speaker ``labels (B,)`` (None: no speaker), with the inference settings."""
-        model = unwrap(self.models["model"])
-        unet = model.unet
-        device = next(model.parameters()).device
+        unet = self._denoiser()
+        device = next(unet.parameters()).device
         settings = self.inference
         if codes is None:
-            codes = torch.zeros(batch_size, model.vq.code_dim, (frames + 1) // 2, device=device)
-        no_codes = torch.zeros_like(codes)
+            codes = self._no_codes(batch_size, frames, device)
         if generator is None:
             generator = torch.Generator(device=device).manual_seed(settings.seed)
         x_T = torch.randn(batch_size, unet.in_channels, frames, generator=generator, device=device)
@@ -279,9 +289,9 @@ class DiffusionFamily(Family):
         eps_fn = conditional
         if settings.guidance == "cfg" and labels is not None:
             eps_fn = cfg_eps(conditional, lambda x, t: unet(x, t, None, codes), settings.scale)
-        if settings.code_scale:
-            label_guided = eps_fn
-            eps_fn = cfg_eps(label_guided, lambda x, t: unet(x, t, labels, no_codes), settings.code_scale)
+        if settings.code_scale and codes is not None:
+            no_codes = torch.zeros_like(codes)
+            eps_fn = cfg_eps(eps_fn, lambda x, t: unet(x, t, labels, no_codes), settings.code_scale)
         grad_fn = None
         if settings.guidance == "classifier" and labels is not None:
             classifier = self._classifier()
@@ -359,3 +369,106 @@ class DiffusionClassifierFamily(SingleLossFamily):
         for name in ("loss", "accuracy"):
             metrics[name] = sum(metrics[f"{name}_q{q + 1}"] for q in range(QUARTILES)) / QUARTILES
         return metrics
+
+
+def mu_law_encode(audio: torch.Tensor, mu: float = 255.0) -> torch.Tensor:
+    """The seed's continuous mu-law companding of ``[-1, 1]`` audio (not quantised)."""
+    return torch.sign(audio) * torch.log1p(mu * audio.abs()) / math.log1p(mu)
+
+
+def mu_law_decode(encoded: torch.Tensor, mu: float = 255.0) -> torch.Tensor:
+    return torch.sign(encoded) * ((1.0 + mu) ** encoded.abs() - 1.0) / mu
+
+
+@register_family("diffusion_waveform")
+class DiffusionWaveformFamily(DiffusionFamily):
+    """The seed's own model: a UNet on 16 kHz waveform segments (one channel), speaker-conditional
+    (with label dropout for classifier-free guidance) or unconditional; no codes, so it generates
+    (``generate.py``) rather than converts. Trained by ``train.py --config conf/diffusion_waveform.yaml``
+    on the vocoders' aligned segments (``data.dataset: mel_audio_segments``, batch key ``audio``);
+    ``diffusion.encoding: ulaw`` trains on the seed's continuous mu-law companding of the samples.
+    """
+
+    role = "component"
+    domain = "waveform"
+
+    def plan(self, config: Mapping[str, Any]) -> List[Step]:
+        return [Step(4, "train")]
+
+    def requires(self, config: Mapping[str, Any]) -> Dict[str, int]:
+        return {}
+
+    def unit_inventory(self) -> Optional[int]:
+        return None
+
+    def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
+        self.config = config
+        self.schedule = _schedule_of(config, "")
+        settings = config["diffusion"]
+        self.label_dropout = float(settings["label_dropout"])
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"diffusion.label_dropout is {self.label_dropout}; a probability in [0, 1)")
+        self.encoding = settings.get("encoding", "linear")
+        if self.encoding not in ("linear", "ulaw"):
+            raise ValueError(f"diffusion.encoding is {self.encoding!r}; linear or ulaw (the seed's mu-law companding)")
+        self.inference = InferenceSettings.of(config)
+        if self.inference.guidance == "classifier":
+            raise ValueError("inference.guidance=classifier: the waveform model has no guidance classifier; "
+                             "use inference.guidance=cfg or none")
+        model = dict(config["model"])
+        conditional = bool(model.pop("conditional", True))
+        return {"model": UNet(in_channels=1, num_classes=num_speakers if conditional else 0, **model)}
+
+    def _denoiser(self) -> torch.nn.Module:
+        return unwrap(self.models["model"])
+
+    def _no_codes(self, batch_size: int, frames: int, device: torch.device) -> Optional[torch.Tensor]:
+        return None
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """Audio ``(B, S)`` in [-1, 1] -> the model's ``(B, 1, S)`` domain."""
+        return (mu_law_encode(audio) if self.encoding == "ulaw" else audio).unsqueeze(1)
+
+    def to_audio(self, samples: torch.Tensor) -> torch.Tensor:
+        """Samples ``(B, 1, S)`` -> audio ``(B, S)`` in [-1, 1]."""
+        samples = samples[:, 0].clamp(-1.0, 1.0)
+        return mu_law_decode(samples) if self.encoding == "ulaw" else samples
+
+    def _eps_mse(self, batch: Mapping[str, Any], t: torch.Tensor, noise: torch.Tensor,
+                 labels: Optional[torch.Tensor]) -> torch.Tensor:
+        x0 = self.encode(batch["audio"])
+        return F.mse_loss(self.models["model"](self.schedule.q_sample(x0, t, noise), t, labels), noise)
+
+    def train_step(self, batch: Mapping[str, Any], step: int) -> Dict[str, float]:
+        audio = batch["audio"]
+        t = torch.rand(audio.shape[0], device=audio.device)
+        labels = batch["speakers"].clone()
+        num_classes = self._denoiser().num_classes
+        labels[torch.rand(audio.shape[0], device=audio.device) < self.label_dropout] = num_classes
+        loss = self._eps_mse(batch, t, torch.randn_like(audio).unsqueeze(1), labels if num_classes else None)
+        metrics = {"loss": loss.item(), "eps_mse": loss.item()}
+        grad_norm = self.optimizer_step(loss, "model")
+        if grad_norm is not None:
+            metrics["grad_norm"] = grad_norm
+        return metrics
+
+    @torch.no_grad()
+    def valid_step(self, batch: Mapping[str, Any]) -> Dict[str, float]:
+        audio = batch["audio"]
+        generator = torch.Generator().manual_seed(VALID_SEED)
+        labels = batch["speakers"] if self._denoiser().num_classes else None
+        metrics: Dict[str, float] = {}
+        for quartile in range(QUARTILES):
+            t = quartile_times(audio.shape[0], quartile, generator).to(audio.device)
+            noise = torch.randn(audio.shape[0], 1, audio.shape[1], generator=generator).to(audio.device)
+            metrics[f"eps_mse_q{quartile + 1}"] = self._eps_mse(batch, t, noise, labels).item()
+        metrics["eps_mse"] = sum(metrics[f"eps_mse_q{q + 1}"] for q in range(QUARTILES)) / QUARTILES
+        metrics["loss"] = metrics["eps_mse"]
+        return metrics
+
+    def encode_units(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:
+        raise UnsupportedByFamily("the diffusion_waveform family has no codes")
+
+    def convert(self, features: torch.Tensor, target_speaker: int) -> torch.Tensor:
+        raise UnsupportedByFamily("the diffusion_waveform family generates (generate.py); it has no content input "
+                                  "to convert: use conf/diffusion.yaml for the voice swap")
