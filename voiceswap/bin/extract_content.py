@@ -135,50 +135,36 @@ def spkcmvn(args: argparse.Namespace, features: dict, out: Path) -> tuple:
     return stack * hop.hop_length / hop.sample_rate, frames
 
 
-def hubert(args: argparse.Namespace, features: dict, out: Path) -> tuple:
+def from_audio(args: argparse.Namespace, out: Path, sample_rate: int, extract, desc: str) -> dict:
+    """``extract(samples)`` of every utterance of the set's wav.scp at ``sample_rate`` -> ``{utt: frames}``."""
     wav_scp = Path(args.data_dir) / args.subset / "wav.scp"
     if not wav_scp.is_file():
         raise ContentFeatureError(f"{wav_scp} is missing: run stage 1 first")
-    extractor = HubertContent(load_hubert(features.get("checkpoint") or None, args.allow_download == "true"),
-                              int(features["layer"]))
     entries = read_kaldi_map(wav_scp)
     frames = {}
     with ArkWriter(out / "feats.ark", out / "feats.scp") as writer:
-        for utt, entry in progress(entries.items(), total=len(entries), desc="hubert"):
-            content = extractor(load_audio(entry, HUBERT_SAMPLE_RATE))
+        for utt, entry in progress(entries.items(), total=len(entries), desc=desc):
+            content = extract(load_audio(entry, sample_rate, utt=utt))
             writer[utt] = content
             frames[utt] = content.shape[0]
-    return HUBERT_STRIDE / HUBERT_SAMPLE_RATE, frames
+    return frames
+
+
+def hubert(args: argparse.Namespace, features: dict, out: Path) -> tuple:
+    extractor = HubertContent(load_hubert(features.get("checkpoint") or None, args.allow_download == "true"),
+                              int(features["layer"]))
+    return HUBERT_STRIDE / HUBERT_SAMPLE_RATE, from_audio(args, out, HUBERT_SAMPLE_RATE, extractor, "hubert")
 
 
 def whisper(args: argparse.Namespace, features: dict, out: Path) -> tuple:
-    wav_scp = Path(args.data_dir) / args.subset / "wav.scp"
-    if not wav_scp.is_file():
-        raise ContentFeatureError(f"{wav_scp} is missing: run stage 1 first")
     extractor = WhisperContent(features.get("model_dir") or None, features.get("compute_type") or "float32",
                                num_threads=args.num_threads)
-    entries = read_kaldi_map(wav_scp)
-    frames = {}
-    with ArkWriter(out / "feats.ark", out / "feats.scp") as writer:
-        for utt, entry in progress(entries.items(), total=len(entries), desc="whisper"):
-            content = extractor(load_audio(entry, WHISPER_SAMPLE_RATE, utt=utt))
-            writer[utt] = content
-            frames[utt] = content.shape[0]
-    return WHISPER_STRIDE / WHISPER_SAMPLE_RATE, frames
+    return WHISPER_STRIDE / WHISPER_SAMPLE_RATE, from_audio(args, out, WHISPER_SAMPLE_RATE, extractor, "whisper")
 
 
 def waveform(args: argparse.Namespace, features: dict, out: Path) -> tuple:
-    wav_scp = Path(args.data_dir) / args.subset / "wav.scp"
-    if not wav_scp.is_file():
-        raise ContentFeatureError(f"{wav_scp} is missing: run stage 1 first")
     sample_rate, hop = int(features["sample_rate"]), int(features["hop_length"])
-    entries = read_kaldi_map(wav_scp)
-    frames = {}
-    with ArkWriter(out / "feats.ark", out / "feats.scp") as writer:
-        for utt, entry in progress(entries.items(), total=len(entries), desc="waveform"):
-            content = frame_waveform(load_audio(entry, sample_rate, utt=utt), hop)
-            writer[utt] = content
-            frames[utt] = content.shape[0]
+    frames = from_audio(args, out, sample_rate, lambda samples: frame_waveform(samples, hop), "waveform")
     return hop / sample_rate, frames
 
 
