@@ -165,8 +165,10 @@ def test_nll_of_a_fresh_flow_is_the_gaussian_energy_and_the_mask_leaves_padding_
 
 @pytest.mark.parametrize("sizes,hop,message", [
     (dict(n_group=7, n_flows=12, n_early_every=4, n_early_size=2), 160, "n_group is 7: it must be even"),
-    (dict(n_group=12, n_flows=12, n_early_every=4, n_early_size=2), 160, "n_group 12 does not divide the features' hop_length 160"),
-    (dict(n_group=8, n_flows=12, n_early_every=4, n_early_size=4), 160, "leave 0 of n_group 8 channels for the last flow"),
+    (dict(n_group=12, n_flows=12, n_early_every=4, n_early_size=2), 160,
+     "n_group 12 does not divide the features' hop_length 160"),
+    (dict(n_group=8, n_flows=12, n_early_every=4, n_early_size=4), 160,
+     "leave 0 of n_group 8 channels for the last flow"),
     (dict(n_group=8, n_flows=12, n_early_every=4, n_early_size=3), 160, "n_early_size is 3: it must be even"),
 ])
 def test_impossible_flow_sizes_are_one_clear_line(sizes, hop, message):
@@ -187,7 +189,8 @@ def test_waveglow_vq_rejects_a_crop_that_is_not_a_whole_number_of_codes():
     from voiceswap.train.config import apply_overrides, load_config
 
     config = apply_overrides(load_config("conf/waveglow_vq.yaml"), ["data.crop_frames=63"])
-    with pytest.raises(WaveGlowConfigError, match="data.crop_frames 63 x hop 160 = 10080 samples is not a multiple of 64"):
+    message = "data.crop_frames 63 x hop 160 = 10080 samples is not a multiple of 64"
+    with pytest.raises(WaveGlowConfigError, match=message):
         get_family("waveglow_vq")().build(config, num_speakers=2)
 
 
@@ -318,7 +321,8 @@ def test_averaging_refuses_what_does_not_average(tmp_path):
     other = tmp_path / "c"
     save_checkpoint(other, 5, {"models": {"model": {"w": torch.zeros(3, 2)}}, "config": {"family": "toy"},
                                "step": 5}, keep_last=None)
-    assert average_bin.main(["--out", str(tmp_path / "x.pt"), str(first), str(other / "checkpoints" / "step_5.pt")]) == 1
+    other_shape = str(other / "checkpoints" / "step_5.pt")
+    assert average_bin.main(["--out", str(tmp_path / "x.pt"), str(first), other_shape]) == 1
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -348,7 +352,8 @@ def test_an_averaged_checkpoint_loads_as_the_experiment(tmp_path):
     key = "flow.convinv.0.weight"
     expected = (states[0]["models"]["model"][key] + states[1]["models"]["model"][key]) / 2
     torch.testing.assert_close(loaded.models["model"].state_dict()[key], expected)
-    assert np.isfinite(loaded.family.vocoder(config, {"n_mels": 4, "hop_length": 16})(torch.randn(1, 4, 3)).numpy()).all()
+    vocoder = loaded.family.vocoder(config, {"n_mels": 4, "hop_length": 16})
+    assert np.isfinite(vocoder(torch.randn(1, 4, 3)).numpy()).all()
 
 
 # ------------------------------------------------------------------ conversion without a vocoder

@@ -18,7 +18,8 @@ TINY = ["--synth-speakers", "slt ked esf2", "--num-sentences", "6", "--num-dev-s
         "--num-eval-sentences", "1", "--num-pair-sentences", "1", "--nj", "2"]
 
 # Tiny sizes and a few steps: the point is the wiring, not the quality.
-TINY_FLOW = "model.n_flows=2 model.n_group=8 model.n_early_every=1 model.n_early_size=2 model.wn_layers=2 model.wn_channels=8"
+TINY_FLOW = ("model.n_flows=2 model.n_group=8 model.n_early_every=1 model.n_early_size=2 model.wn_layers=2 "
+             "model.wn_channels=8")
 TINY_STEPS = "train.max_steps=2 train.valid_interval=2 train.save_interval=2 train.log_interval=1"
 TINY_VQ = (f"{TINY_FLOW} {TINY_STEPS} model.speaker_dim=4 model.encoder_channels=8 model.code_dim=8 "
            "model.codebook_size=16 model.upsampler_channels=8 model.cond_channels=2 data.batch_size=2 "
@@ -73,7 +74,8 @@ def test_the_model_and_the_vocoder_are_trained(waveglow_recipe):
     root, exp = waveglow_recipe
     assert (exp / "checkpoints" / "best.pt").exists() and "family: waveglow_vq\n" in (exp / "config.yaml").read_text()
     vocoder = root / "exp" / "vocoder_waveglow_synth"
-    assert (vocoder / "checkpoints" / "best.pt").exists() and "family: waveglow\n" in (vocoder / "config.yaml").read_text()
+    assert (vocoder / "checkpoints" / "best.pt").exists()
+    assert "family: waveglow\n" in (vocoder / "config.yaml").read_text()
 
 
 def test_conversions_are_the_models_own_audio_of_the_source_length(waveglow_recipe):

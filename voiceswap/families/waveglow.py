@@ -81,7 +81,8 @@ class WaveGlowFamily(SingleLossFamily):
         differences = mel_mismatches(config["features"], feature_config)
         if differences:
             raise ValueError(f"this {config['family']} vocoder was trained on other features than these "
-                             f"({'; '.join(differences)}): train one on these features (stage 7, another --vocoder-dir)")
+                             f"({'; '.join(differences)}): train one on these features "
+                             "(stage 7, another --vocoder-dir)")
         sigma, seed = _inference(config)
         net = self.models["model"]
         return WaveGlowVocoder(getattr(net, "module", net), sigma, seed)
@@ -112,7 +113,8 @@ class WaveGlowVQFamily(SingleLossFamily):
         if crop and (int(crop) * self.hop_length) % model.multiple:
             raise WaveGlowConfigError(
                 f"data.crop_frames {crop} x hop {self.hop_length} = {int(crop) * self.hop_length} samples is not a "
-                f"multiple of {model.multiple} (the encoder's stride and model.n_group): use a crop_frames that makes it one")
+                f"multiple of {model.multiple} (the encoder's stride and model.n_group): "
+                "use a crop_frames that makes it one")
         self.sigma, self.seed = _inference(config)
         self.multiple = model.multiple
         self.stride = model.encoder.stride
@@ -127,7 +129,8 @@ class WaveGlowVQFamily(SingleLossFamily):
         return getattr(net, "module", net)
 
     def _padded(self, frames: torch.Tensor) -> Tuple[torch.Tensor, int]:
-        """Framed audio ``(B, T, hop)`` -> ``(B, N')`` zero-padded to a multiple of :attr:`multiple`, and ``N = T * hop``."""
+        """Framed audio ``(B, T, hop)`` -> ``(B, N')`` zero-padded to a multiple of :attr:`multiple`, and
+        ``N = T * hop``."""
         if frames.shape[-1] != self.hop_length:
             raise ValueError(f"the wave stream has frames of {frames.shape[-1]} samples, the config's "
                              f"content.features.hop_length is {self.hop_length}: re-run stage 4's waveform stream")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Sequence, Union
 
 import torch
 
@@ -42,7 +42,8 @@ def _average_state(states: Sequence[Mapping[str, torch.Tensor]], where: str) -> 
         tensors = [state[key] for state in states]
         shapes = {tuple(t.shape) for t in tensors}
         if len(shapes) > 1:
-            raise AveragingError(f"{where}.{key}: the checkpoints hold shapes {sorted(shapes)}: they are different models")
+            raise AveragingError(f"{where}.{key}: the checkpoints hold shapes {sorted(shapes)}: "
+                                 "they are different models")
         last = tensors[-1]
         if last.is_floating_point():
             averaged[key] = (torch.stack([t.double() for t in tensors]).mean(dim=0)).to(last.dtype)

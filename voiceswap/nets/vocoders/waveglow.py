@@ -188,7 +188,8 @@ class WN(nn.Module):
                  use_weight_norm: bool = True) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
-            raise WaveGlowConfigError(f"model.wn_kernel_size is {kernel_size}: it must be odd (same-length dilated convs)")
+            raise WaveGlowConfigError(f"model.wn_kernel_size is {kernel_size}: it must be odd "
+                                      "(same-length dilated convs)")
         if n_layers < 1 or n_channels < 1:
             raise WaveGlowConfigError(f"model.wn_layers ({n_layers}) and model.wn_channels ({n_channels}) must be >= 1")
         self.n_layers = n_layers
@@ -450,7 +451,7 @@ class WaveGlowVocoderNet(nn.Module):
 
 
 class WaveGlowVocoder(nn.Module):
-    """A trained :class:`WaveGlowVocoderNet` behind the recipe's vocoder interface: ``(B, n_mels, T)`` -> ``(B, T * hop)``.
+    """A trained :class:`WaveGlowVocoderNet` as the recipe's vocoder: ``(B, n_mels, T)`` -> ``(B, T * hop)``.
 
     Works on a copy with weight norm folded into plain weights (rebuilt from ``hparams``: a
     parametrised module's class is shared by its deep copies), in eval mode, without gradients.
@@ -486,8 +487,8 @@ class WaveformVQEncoder(nn.Module):
         super().__init__()
         for stride in strides:
             if (kernel_size - stride) % 2 or kernel_size < stride:
-                raise WaveGlowConfigError(f"model.encoder_kernel_size {kernel_size} and stride {stride}: the kernel must "
-                                          "be >= the stride and differ from it by an even number")
+                raise WaveGlowConfigError(f"model.encoder_kernel_size {kernel_size} and stride {stride}: the kernel "
+                                          "must be >= the stride and differ from it by an even number")
         self.stride = math.prod(strides)
         layers: List[nn.Module] = []
         in_channels = 1
