@@ -23,7 +23,7 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (setup.sh) $*" >&2; }
 # Debian packages: speech engines and WordNet for the synth corpus; sox (+ flac) for speed warps
 # and resampling the real corpora.
 # Slurm + munge: the cluster backend and its tests (a throw-away cluster on 127.0.0.1).
-# shellcheck: utils/lint.sh (CI).
+# The shell linter (for utils/lint.sh, in CI): shellcheck.
 debian_packages="espeak-ng libespeak-ng1 flite festival festvox-kdlpc16k festlex-cmu festlex-poslex sox wordnet-base
   libsox-fmt-base slurm-wlm slurmctld slurmd slurm-client munge shellcheck"
 missing=""
