@@ -114,7 +114,9 @@ def test_every_family_has_a_config_and_every_config_an_overlay():
         # A section with its own family: key (softvc's content:, diffusion's classifier:) is trained too.
         families |= {config["family"]} | {section["family"] for section in config.values()
                                           if isinstance(section, dict) and "family" in section}
-    assert set(registered_families()) <= families
+    # Families of voiceswap.families only: other tests register toy families in the same process.
+    ours = {name for name in registered_families() if get_family(name).__module__.startswith("voiceswap.families")}
+    assert ours <= families, ours - families
     assert sorted(str(p.relative_to(OVERLAYS).with_suffix("")) for p in OVERLAYS.rglob("*.yaml")) == CONFIGS
 
 
