@@ -92,7 +92,7 @@ def test_mel_loss_transform_reproduces_the_logmel_features():
 
 
 def tiny_config() -> dict:
-    config = load_config(REPO_ROOT / "conf" / "vocoder" / "hifigan_small.yaml")
+    config = load_config(REPO_ROOT / "conf" / "vocoder" / "hifigan.yaml")
     config["model"]["generator"] = dict(TINY_GENERATOR)
     config["model"]["discriminator"]["width"] = 0.125
     config["loss"]["adversarial_start_step"] = 0

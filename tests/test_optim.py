@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import voiceswap.families  # noqa: F401  (registers the families)
-from voiceswap.train.config import ConfigError, load_config
+from voiceswap.train.config import ConfigError, apply_overrides, load_config
 from voiceswap.train.optim import LinearDecay, build_optimizers, build_schedulers
 from voiceswap.train.registry import Family, OptimizerStep, get_family
 from voiceswap.train.trainer import Trainer
@@ -176,7 +176,7 @@ def test_step_schedule():
 
 
 def test_exponential_schedule_equals_the_old_hifigan_per_step_gamma_exactly():
-    optim = load_config(REPO_ROOT / "conf" / "vocoder" / "hifigan_small.yaml")["optim"]
+    optim = load_config(REPO_ROOT / "conf" / "vocoder" / "hifigan.yaml")["optim"]
     models = toy_models("generator", "discriminator")
     optimizers = build_optimizers(models, optim)
     schedulers = build_schedulers(optimizers, optim)
@@ -214,15 +214,21 @@ def test_linear_decay_schedule_at_start_middle_and_end():
 
 
 def test_every_conf_config_builds_with_the_family_defaults():
-    for path in sorted((REPO_ROOT / "conf").rglob("*.yaml")):
-        config = load_config(path)
+    """Every config's optim: section makes one optimiser per name over the family's real models (tiny sizes)."""
+    from test_family_contract import CONF, CONFIGS, overlay_overrides
+
+    for name in CONFIGS:
+        config = apply_overrides(load_config(CONF / f"{name}.yaml"), overlay_overrides(name, Path("unused.pt")))
         for section in [config] + [value for value in config.values() if isinstance(value, dict) and "family" in value]:
             if "optim" not in section:
                 continue
             family = get_family(section["family"])()
-            names = ("generator", "discriminator") if section["family"] == "hifigan" else ("model",)
-            optimizers = family.optimizers(toy_models(*names), section)
-            assert set(optimizers) == set(names), path
+            speakers = (section.get("data") or {}).get("speakers") or ["a", "b", "c"]  # a selection, or 3
+            models = family.build(section, num_speakers=len(speakers))
+            optimizers = family.optimizers(models, section)
+            assert optimizers, name
+            updated = [id(p) for opt in optimizers.values() for group in opt.param_groups for p in group["params"]]
+            assert len(updated) == len(set(updated)), f"{name}: a parameter in two optimisers"
             family.schedulers(optimizers, section)
 
 
@@ -251,7 +257,7 @@ TINY_GENERATOR = dict(upsample_rates=[10, 4, 2, 2], upsample_kernel_sizes=[20, 8
 
 def test_discriminator_lr_does_not_decay_during_the_hifigan_warm_up(tmp_path):
     torch.manual_seed(0)
-    config = load_config(REPO_ROOT / "conf" / "vocoder" / "hifigan_small.yaml")
+    config = load_config(REPO_ROOT / "conf" / "vocoder" / "hifigan.yaml")
     config["model"]["generator"] = dict(TINY_GENERATOR)
     config["loss"]["adversarial_start_step"] = 3
     config["train"].update(max_steps=4, log_interval=1, valid_interval=100, save_interval=100, ema_decay=None)
