@@ -226,6 +226,23 @@ def test_vq_encoder_gives_one_code_per_two_frames():
         assert model.quantize(torch.randn(1, 39, frames)).quantized.shape == (1, 8, (frames + 1) // 2)
 
 
+def test_eps_skip_is_x_t_at_high_noise_and_the_unet_at_none():
+    torch.manual_seed(0)
+    model = VQDiffusion(num_speakers=2, in_dim=39, out_dim=80, encoder_channels=16, code_dim=8, codebook_size=4,
+                        base_channels=8, channel_mult=(10, 10), num_res_blocks=1, middle_dilations=(2,),
+                        eps_skip=True, schedule=ExpSchedule())
+    for p in model.unet.parameters():  # an untrained, non-zero UNet
+        torch.nn.init.normal_(p, std=0.05)
+    x, codes, labels = torch.randn(2, 80, 16), torch.randn(2, 8, 8), torch.tensor([0, 1])
+    with torch.no_grad():
+        raw = model.unet(x, torch.ones(2), labels, codes)
+        assert (raw - x).abs().mean() > 0.1
+        assert torch.allclose(model.eps(x, torch.ones(2), labels, codes), x, atol=0.02)
+        assert torch.allclose(model.eps(x, torch.zeros(2), labels, codes), model.unet(x, torch.zeros(2), labels, codes))
+    with pytest.raises(ValueError, match="eps_skip needs the noise schedule"):
+        VQDiffusion(num_speakers=2, base_channels=8, channel_mult=(10, 10), eps_skip=True)
+
+
 def test_mu_law_round_trip():
     audio = torch.linspace(-1.0, 1.0, 101)
     encoded = mu_law_encode(audio)

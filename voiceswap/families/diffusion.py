@@ -193,7 +193,7 @@ class DiffusionFamily(Family):
         if self.inference.guidance == "cfg" and self.label_dropout == 0.0:
             raise ValueError("inference.guidance=cfg needs a model trained with diffusion.label_dropout > 0 "
                              "(it never saw the 'no speaker' label); use inference.guidance=none or classifier")
-        return {"model": VQDiffusion(num_speakers=num_speakers, **config["model"])}
+        return {"model": VQDiffusion(num_speakers=num_speakers, schedule=self.schedule, **config["model"])}
 
     # Training.
 
@@ -262,8 +262,8 @@ class DiffusionFamily(Family):
         return unwrap(loaded.models["model"])
 
     def _denoiser(self) -> torch.nn.Module:
-        """The UNet that predicts eps."""
-        return unwrap(self.models["model"]).unet
+        """The model whose ``eps(x_t, t, labels, codes)`` predicts the noise."""
+        return unwrap(self.models["model"])
 
     def _no_codes(self, batch_size: int, frames: int, device: torch.device) -> Optional[torch.Tensor]:
         """The codes of "no content": zeros, as code dropout trains them (None: a model without codes)."""
@@ -284,14 +284,14 @@ class DiffusionFamily(Family):
         x_T = torch.randn(batch_size, unet.in_channels, frames, generator=generator, device=device)
 
         def conditional(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return unet(x, t, labels, codes)
+            return unet.eps(x, t, labels, codes)
 
         eps_fn = conditional
         if settings.guidance == "cfg" and labels is not None:
-            eps_fn = cfg_eps(conditional, lambda x, t: unet(x, t, None, codes), settings.scale)
+            eps_fn = cfg_eps(conditional, lambda x, t: unet.eps(x, t, None, codes), settings.scale)
         if settings.code_scale and codes is not None:
             no_codes = torch.zeros_like(codes)
-            eps_fn = cfg_eps(eps_fn, lambda x, t: unet(x, t, labels, no_codes), settings.code_scale)
+            eps_fn = cfg_eps(eps_fn, lambda x, t: unet.eps(x, t, labels, no_codes), settings.code_scale)
         grad_fn = None
         if settings.guidance == "classifier" and labels is not None:
             classifier = self._classifier()

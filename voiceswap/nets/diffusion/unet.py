@@ -170,6 +170,11 @@ class UNet(nn.Module):
         self.out = nn.Sequential(group_norm(channels), nn.GELU(),
                                  zero_module(nn.Conv1d(channels, in_channels, 3, padding=1)))
 
+    def eps(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor] = None,
+            cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The predicted noise: the seed's eps-prediction is the UNet's output itself."""
+        return self(x, t, labels, cond)
+
     def embed(self, t: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         """Time embedding plus label embedding (``labels`` None or ``num_classes``: no class)."""
         emb = self.time_embed(t)
