@@ -1,26 +1,27 @@
-"""F0 tracks (librosa.pyin) and F0 RMSE / correlation on frames voiced in both signals after DTW.
+"""F0 tracks for scoring, and F0 RMSE / correlation on frames voiced in both signals after DTW.
 
-pyin runs on the feature hop (160 samples, 10 ms) so its frames line up with the log-mel frames
-that the DTW path indexes. The search grid is coarser than librosa's default (20-cent bins
-instead of 10, 20 thresholds instead of 100) because the default costs ~10x more for a difference
-far below the errors we measure; the range 50-500 Hz covers every voice of our corpora.
+The tracker is the one the ``pitch`` feature stream uses (WORLD's DIO + StoneMask,
+:func:`voiceswap.features.pitch.extract_log_f0`), on the feature hop, so frame ``t`` is centred on
+the same sample as log-mel frame ``t`` and the DTW path indexes both. One tracker for features and
+scores also means a model conditioned on F0 is judged by the F0 it was given. (librosa's pyin was
+used before; its numba kernels crashed a CI run with a segmentation fault, and it cost ~10x more.)
+The range 50-500 Hz covers every voice of our corpora.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from voiceswap.features.pitch import extract_log_f0
+
 F0_MIN = 50.0
 F0_MAX = 500.0
 
 
 def extract_f0(waveform: np.ndarray, sample_rate: int = 16000, hop_length: int = 160) -> np.ndarray:
-    """F0 in Hz per frame, 0 where unvoiced; frame i is centred on sample ``i * hop_length``."""
-    import librosa
-
-    f0, voiced, _ = librosa.pyin(np.asarray(waveform, dtype=np.float32), fmin=F0_MIN, fmax=F0_MAX, sr=sample_rate,
-                                 frame_length=1024, hop_length=hop_length, resolution=0.2, n_thresholds=20)
-    return np.where(voiced & np.isfinite(f0), f0, 0.0).astype(np.float32)
+    """F0 in Hz per feature frame (``len // hop_length`` of them), 0 where unvoiced."""
+    log_f0, voiced = extract_log_f0(waveform, sample_rate, hop_length, method="dio", f0_min=F0_MIN, f0_max=F0_MAX)
+    return np.where(voiced, np.exp(log_f0), 0.0).astype(np.float32)
 
 
 def f0_metrics(f0_a: np.ndarray, f0_b: np.ndarray, path: np.ndarray) -> dict:
