@@ -185,3 +185,24 @@ def test_conf_softvc_builds_both_families():
     assert acoustic.generate(soft_units, torch.tensor([3])).shape == (1, 2 * soft_units.shape[1], 80)
     print(f"softvc small: acoustic model {sum(p.numel() for p in acoustic.parameters()) / 1e6:.2f}M, "
           f"unit head {sum(p.numel() for p in head.parameters()) / 1e6:.2f}M parameters")
+
+
+def test_an_acoustic_model_on_content_features_needs_no_units_and_converts_audio():
+    """``data.input_feats: content`` (conf/softvc_whisper_ppg.yaml): no k-means, head or unit dump; the
+    content features themselves are the model's input, also when converting your own audio."""
+    import numpy as np
+
+    config = load_config(REPO_ROOT / "conf" / "softvc_whisper_ppg.yaml")
+    family = get_family(config["family"])()
+    assert [(step.stage, step.kind) for step in family.plan(config)] == [(4, "pitch"), (4, "content_features"),
+                                                                         (6, "train")]
+    assert family.requires(config) == {}
+    units = load_config(REPO_ROOT / "conf" / "softvc_whisper_f0.yaml")
+    assert [step.kind for step in family.plan(units)].count("dump_units") == 1
+    assert family.requires(units) == {"content": 4}
+
+    # The features reach the model unchanged (waveform frames stand in for Whisper here: no model load).
+    config["content"]["features"] = {"kind": "waveform", "sample_rate": 16000, "hop_length": 160}
+    audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    features = family.prepare_input({"audio": audio}, {}, config)
+    np.testing.assert_array_equal(features.numpy(), audio[:16000 // 160 * 160].reshape(-1, 160))

@@ -75,6 +75,15 @@ def _uses_pitch(config: Mapping[str, Any]) -> bool:
     return PITCH in names
 
 
+#: The stream of content features (stage 4); an acoustic model with ``data.input_feats: content`` reads
+#: them directly, with no k-means, unit head or soft units (Whisper-PPG -> acoustic model, as so-vits-svc).
+CONTENT = "content"
+
+
+def _reads_content_directly(config: Mapping[str, Any]) -> bool:
+    return (config.get("data") or {}).get("input_feats") == CONTENT
+
+
 @register_family("softvc_units")
 class SoftUnitsFamily(SingleLossFamily):
     """Soft-unit head trained by cross-entropy against discrete units; AdamW (the seed: lr 2e-5 on all of HuBERT)."""
@@ -151,14 +160,17 @@ class SoftVCFamily(Family):
 
     def plan(self, config: Mapping[str, Any]) -> List[Step]:
         pitch = [Step(4, "pitch", "pitch", writes=(PITCH,))] if _uses_pitch(config) else []
-        return pitch + [Step(4, "content_features", "content", writes=("content",)),
-                        Step(4, "kmeans", "content", reads=("content",), writes=("kmeans",)),
-                        Step(4, "train", "content"),
-                        Step(5, "dump_units", "content", reads=("content",), writes=("soft_units", "unit_indices")),
-                        Step(6, "train")]
+        features = [Step(4, "content_features", "content", writes=("content",))]
+        if _reads_content_directly(config):
+            return pitch + features + [Step(6, "train")]
+        return pitch + features + [Step(4, "kmeans", "content", reads=("content",), writes=("kmeans",)),
+                                   Step(4, "train", "content"),
+                                   Step(5, "dump_units", "content", reads=("content",),
+                                        writes=("soft_units", "unit_indices")),
+                                   Step(6, "train")]
 
     def requires(self, config: Mapping[str, Any]) -> Dict[str, int]:
-        return {"content": 4}
+        return {} if _reads_content_directly(config) else {"content": 4}
 
     def prepare_input(self, streams, requirements, config):
         """Audio's content features -> the soft units (or k-means ids) this model reads, as stages 4-5 make them."""
@@ -166,9 +178,11 @@ class SoftVCFamily(Family):
 
         if getattr(self, "_content", None) is None:
             self._content = ContentExtractor(config["content"]["features"])
-        head = requirements["content"]
         content = torch.from_numpy(self._content(streams))
         input_feats = config["data"]["input_feats"]
+        if input_feats == CONTENT:
+            return content
+        head = requirements["content"]
         if input_feats == "soft_units":
             return head.family.encode_units(content)["vectors"]
         if input_feats == "kmeans":
@@ -177,8 +191,8 @@ class SoftVCFamily(Family):
 
             with np.load(head.path / "kmeans" / "model.npz") as saved:
                 return torch.from_numpy(assign(content.numpy(), saved["centroids"]).astype(np.float32))[:, None]
-        raise UnsupportedByFamily(f"softvc converting audio: data.input_feats {input_feats!r} is neither soft_units "
-                                  "nor kmeans")
+        raise UnsupportedByFamily(f"softvc converting audio: data.input_feats {input_feats!r} is none of soft_units, "
+                                  f"kmeans, {CONTENT}")
 
     def build(self, config: Mapping[str, Any], num_speakers: int) -> Dict[str, torch.nn.Module]:
         self.valid_free_running = bool(config.get("valid", {}).get("free_running", True))
