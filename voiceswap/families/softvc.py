@@ -14,8 +14,9 @@ the argmax unit and the soft unit, what stage 5 dumps.
 
 ``softvc`` trains :class:`~voiceswap.nets.softvc.AcousticModel`. Batch keys:
 
-* ``input``: units ``(B, T_u, 1)`` float ids (``model.discrete: true``, ``model.in_dim: 1``) or soft
-  units ``(B, T_u, unit_dim)``;
+* ``input``: units ``(B, T_u, 1)`` float ids (``model.discrete: true``, ``model.in_dim: 1``), soft
+  units ``(B, T_u, unit_dim)``, or with ``data.input_feats: content`` the content features themselves
+  ``(B, T_u, D)`` (Whisper-PPG: conf/softvc_whisper_ppg.yaml);
 * ``target``: normalised log-mel ``(B, T, n_mels)``, ``T`` about ``2 * T_u`` (``model.upsample: true``,
   units at 50 Hz) or ``T_u`` (``upsample: false``, units at the mel rate);
 * ``speakers`` ``(B,)`` long; masks: ``input_mask (B, T_u)`` and ``target_mask (B, T)`` if the batch
@@ -152,6 +153,8 @@ class SoftVCFamily(Family):
     Plan: stage 4 makes content features of every set, k-means units on them and trains the
     soft-unit head (section ``content``, into ``exp/<tag>/content``); stage 5 dumps the head's soft
     units; stage 6 trains the acoustic model on the units the config's ``data.input_feats`` names.
+    With ``data.input_feats: content`` the acoustic model reads the content features directly and
+    the plan has no k-means, head or unit dump.
     With ``data.cond_feats: [pitch]`` (and ``model.pitch_bins`` > 0), stage 4 also makes the pitch
     stream of every set (the ``pitch:`` section; voiceswap/features/pitch.py).
     """
