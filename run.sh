@@ -25,7 +25,7 @@ dev_set=dev
 eval_set="eval"
 
 # Model options.
-model=vqvae             # the model: conf/<model>.yaml (its family: key says which family it is)
+model=softvc_whisper_ppg # the model: conf/<model>.yaml (its family: key says which family it is)
 model_config=""         # model config (default: conf/<model>.yaml)
 train_overrides=""      # config overrides "section.key=value ..." (they become part of the tag)
 vocoder=griffinlim      # the vocoder of stages 7-9: conf/vocoder/<vocoder>.yaml (griffinlim: nothing to train)
@@ -323,7 +323,7 @@ run_plan_stage() {
   # shellcheck disable=SC2086
   _jobs=$(plan.py jobs --stage "${_stage}" --config "${_config}" ${_set_opts} --exp-dir "${_exp}" \
     --dump-dir "${dump_dir}" --data-dir "${data_dir}" --train-set "${train_set}" --dev-set "${dev_set}" \
-    --eval-set "${eval_set}")
+    --eval-set "${eval_set}" --nj "${nj}")
   if [ -z "${_jobs}" ]; then
     log "Stage ${_stage}: ${_name} has nothing to do in this stage"
     return 0

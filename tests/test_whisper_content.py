@@ -153,3 +153,21 @@ def test_extract_content_writes_whisper_features_of_a_set(utterance, tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_whisper_and_hubert_jobs_run_on_nj_threads_and_spkcmvn_on_one():
+    import voiceswap.families  # noqa: F401  (registers the families)
+    from voiceswap.train.config import load_config
+    from voiceswap.train.jobs import RecipeContext, stage_jobs
+    from voiceswap.train.registry import get_family
+
+    def content_commands(name: str) -> list:
+        config = load_config(REPO_ROOT / "conf" / f"{name}.yaml")
+        ctx = RecipeContext(f"conf/{name}.yaml", [], Path("exp/t"), Path("dump"), Path("data"), nj=3)
+        jobs = stage_jobs(4, get_family(config["family"])(), config, ctx)
+        return [job.command for job in jobs if job.command[0] == "extract_content.py"]
+
+    for name in ("softvc_whisper_ppg", "softvc_hubert"):
+        commands = content_commands(name)
+        assert len(commands) == 3 and all(command[1:3] == ["--num-threads", "3"] for command in commands), name
+    assert all("--num-threads" not in command for command in content_commands("softvc"))

@@ -57,6 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--train-set", default="train")
     jobs.add_argument("--dev-set", default="dev")
     jobs.add_argument("--eval-set", default="eval")
+    jobs.add_argument("--nj", type=int, default=1, help="run.sh's --nj: threads of a neural feature extractor's job")
     checkpoint = commands.add_parser("checkpoint", help="the checkpoint later stages load from an experiment")
     checkpoint.add_argument("--made-by", default="its training stage", help="the stage that trains it (for errors)")
     checkpoint.add_argument("--config", help="the experiment's config: print nothing if its family trains nothing "
@@ -112,7 +113,7 @@ def main() -> int:
                       f"{' writes ' + ','.join(step.writes) if step.writes else ''}")
         else:
             ctx = RecipeContext(args.config, args.overrides, Path(args.exp_dir), Path(args.dump_dir),
-                                Path(args.data_dir), args.train_set, args.dev_set, args.eval_set)
+                                Path(args.data_dir), args.train_set, args.dev_set, args.eval_set, args.nj)
             for job in stage_jobs(args.stage, family, config, ctx):
                 print(job.line())
     except (ConfigError, UnknownFamilyError, PlanError, StreamError, ContentFeatureError, ExperimentError,

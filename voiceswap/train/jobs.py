@@ -60,6 +60,8 @@ class RecipeContext:
     train_set: str = "train"
     dev_set: str = "dev"
     eval_set: str = "eval"
+    #: run.sh's --nj: the threads of a job that runs a neural feature extractor (Whisper, HuBERT)
+    nj: int = 1
 
     @property
     def sets(self) -> List[str]:
@@ -142,6 +144,8 @@ def expand(step: Step, family: Family, config: Mapping[str, Any], ctx: RecipeCon
             if features.get("checkpoint"):
                 inputs.append(Path(features["checkpoint"]))
             command = ["extract_content.py", *args, *dirs, subset, str(out)]
+            if features.get("kind") in ("whisper", "hubert"):  # one model, nj threads: the sets run one by one
+                command[1:1] = ["--num-threads", str(max(1, ctx.nj))]
             jobs.append(Job("cpu", command, out / "log" / "extract_content.log",
                             f"content features {out.parent.name} of {subset} -> {out}", out,
                             json.dumps(dict(features), sort_keys=True), inputs))
