@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 import voiceswap.families  # noqa: F401  (registers the families)
-from voiceswap.conversion import AudioFeatures, Converter, TargetFeatures, read_any_audio, write_wav
+from voiceswap.conversion import (AudioFeatures, ConversionConditions, Converter, TargetFeatures, read_any_audio,
+                                  write_wav)
 from voiceswap.data.kaldi_dir import read_kaldi_map
 from voiceswap.data.piper import PiperVoice
 from voiceswap.eval.asr import WhisperRecognizer, error_counts, normalise_text
@@ -132,6 +133,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     converter = Converter(model, target, load_config(args.vocoder_config), args.vocoder_dir)
     for speaker in targets:
         converter.speaker_id(speaker)  # fails now, naming the known speakers, not after minutes of work
+    # data.cond_feats (Soft-VC's pitch): from the recording, moved to the target's range, as convert_audio.py.
+    conditions = ConversionConditions.of(model, args.dump_dir, target.config, args.train_set)
     rate = audio_features.sample_rate
     voice = PiperVoice(sample_rate=rate, num_threads=args.num_threads)
     judge = WhisperRecognizer(args.whisper_model, num_threads=args.num_threads)
@@ -153,8 +156,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         streams = audio_features(source)
         model_input = model.family.prepare_input(streams, model.requirements, model.config)
         for speaker in targets:
+            extra = conditions.audio(source, speaker) if conditions else None
             _, converted = converter.convert(model_input, speaker, streams[f"raw/{target_name}"].shape[0],
-                                             f"joe-{sid}")
+                                             f"joe-{sid}", conditions=extra)
             keep(f"joe-{sid}_to_{speaker}", converted)
             scores.add(f"converted -> {speaker}", f"joe-{sid}_to_{speaker}", text, judge(converted, rate))
             entry = spoken_by[sid].get(speaker)

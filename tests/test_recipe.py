@@ -115,7 +115,8 @@ def run_train(recipe_dir: Path, outdir: Path, *overrides: str, **popen) -> subpr
 @pytest.fixture(scope="module")
 def model_exp(recipe_dir):
     overrides = f"{TINY_MODEL} train.max_steps=30 train.valid_interval=15 train.save_interval=15 train.log_interval=5"
-    result = run_recipe(recipe_dir, "--stage", "4", "--stop-stage", "8", "--train-overrides", overrides)
+    result = run_recipe(recipe_dir, "--model", "vqvae", "--stage", "4", "--stop-stage", "8",
+                        "--train-overrides", overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     experiments = list((recipe_dir / "exp").iterdir())
     assert len(experiments) == 1
@@ -167,7 +168,8 @@ def test_conversion_outputs(recipe_dir, model_exp):
 def test_rerunning_model_stages_is_a_noop(recipe_dir, model_exp):
     before = (model_exp / "convert_griffinlim" / "mel.scp").stat().st_mtime_ns
     overrides = f"{TINY_MODEL} train.max_steps=30 train.valid_interval=15 train.save_interval=15 train.log_interval=5"
-    result = run_recipe(recipe_dir, "--stage", "4", "--stop-stage", "8", "--train-overrides", overrides)
+    result = run_recipe(recipe_dir, "--model", "vqvae", "--stage", "4", "--stop-stage", "8",
+                        "--train-overrides", overrides)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Stage 8: " in result.stderr and "is up to date; skipping" in result.stderr
     assert (model_exp / "convert_griffinlim" / "mel.scp").stat().st_mtime_ns == before

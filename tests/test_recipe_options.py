@@ -49,7 +49,7 @@ def test_unknown_model_and_vocoder_list_the_configs(tmp_path):
 
 
 def test_a_mistyped_override_is_one_line_before_any_work(tmp_path):
-    result = run(tmp_path, "--stage", "4", "--train-overrides", "model.codebook_size=abc")
+    result = run(tmp_path, "--model", "vqvae", "--stage", "4", "--train-overrides", "model.codebook_size=abc")
     assert result.returncode == 1
     assert "model.codebook_size takes an integer (the config has 44), not a string 'abc'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "exp").exists()

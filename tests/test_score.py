@@ -24,7 +24,7 @@ def run_recipe(tmp: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("score")
-    result = run_recipe(tmp, "--stage", "0", "--stop-stage", "10", "--train-overrides", TINY_MODEL,
+    result = run_recipe(tmp, "--model", "vqvae", "--stage", "0", "--stop-stage", "10", "--train-overrides", TINY_MODEL,
                         "--classifier-overrides", TINY_CLASSIFIER, "--score-opts", "--mos-max-pairs 2")
     assert result.returncode == 0, result.stderr[-4000:]
     (exp,) = [p for p in (tmp / "exp").iterdir() if p.name.startswith("vqvae")]
@@ -82,7 +82,7 @@ def test_results_table_and_rerun_skips(scored):
     header = next(line for line in table.splitlines() if line.startswith("| experiment"))
     row = next(line for line in table.splitlines() if line.startswith(f"| {exp.name}"))
     assert header.count("|") == row.count("|")
-    again = run_recipe(tmp, "--stage", "9", "--stop-stage", "9", "--train-overrides", TINY_MODEL,
+    again = run_recipe(tmp, "--model", "vqvae", "--stage", "9", "--stop-stage", "9", "--train-overrides", TINY_MODEL,
                        "--classifier-overrides", TINY_CLASSIFIER, "--score-opts", "--mos-max-pairs 2")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "up to date" in again.stderr

@@ -139,7 +139,8 @@ TINY_MODEL = ("model.hidden_dim=16 model.residual_dim=8 model.code_dim=8 model.s
 def run_sweep(tmp: Path) -> subprocess.CompletedProcess:
     dirs = ["--db-dir", str(tmp / "db"), "--data-dir", str(tmp / "data"),
             "--dump-dir", str(tmp / "dump"), "--exp-dir", str(tmp / "exp")]
-    command = ["utils/sweep.sh", "--sweep", "model.codebook_size=4,8", "--train-overrides", TINY_MODEL,
+    command = ["utils/sweep.sh", "--model", "vqvae", "--sweep", "model.codebook_size=4,8",
+               "--train-overrides", TINY_MODEL,
                "--report-dir", str(tmp / "sweep"), *dirs, *TINY, "--classifier-overrides", TINY_CLASSIFIER,
                "--convert-reconstruct", "false", "--score-opts", "--measures mcep"]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
@@ -189,7 +190,8 @@ def test_sweep_rejects_a_tag_and_a_typo_before_running(tmp_path):
     tag = subprocess.run(["utils/sweep.sh", "--sweep", "model.codebook_size=4,8", "--tag", "x"], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=60)
     assert tag.returncode == 2 and "--tag cannot be given" in tag.stderr
-    typo = subprocess.run(["utils/sweep.sh", "--sweep", "model.codebok_size=4,8", "--exp-dir", str(tmp_path / "exp")],
+    typo = subprocess.run(["utils/sweep.sh", "--model", "vqvae", "--sweep", "model.codebok_size=4,8",
+                           "--exp-dir", str(tmp_path / "exp")],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert typo.returncode != 0 and "did you mean 'codebook_size'" in typo.stderr
     assert not list((tmp_path / "exp").glob("vqvae*"))  # nothing ran

@@ -39,7 +39,7 @@ stage=4
 stop_stage=9
 train_overrides=""
 # run.sh options the sweep needs to know (they are passed on as well); the defaults are run.sh's.
-model=vqvae
+model=softvc_whisper_ppg
 model_config=""
 exp_dir=exp
 vocoder=griffinlim
