@@ -418,7 +418,7 @@ def test_summary_and_tables_carry_both_judges_and_both_mcds():
     assert converted["mcd"] == pytest.approx(MCD_CONSTANT * 0.2 * 5)  # 2 * 0.1 on each of 25 coefficients
     assert converted["mcd_logmel"] == pytest.approx(MCD_CONSTANT * 0.1 * np.sqrt(24))
     assert oracle["mcd"] is None and oracle["num_mcd_unvoiced"] == 1 and oracle["mcd_logmel"] == 0.0
-    assert converted["f0_rmse"] == 0.0
+    assert converted["f0_rmse"] == 0.0 and converted["num_f0_unvoiced"] == 0
 
     metrics = {"experiment": "x", "corpus": "synth", "eval_set": "eval", "family": "vqvae", "step": 1,
                "vocoder": "griffinlim", "num_conversions": 1, "num_reconstructions": 0, "parallel": True,

@@ -38,11 +38,14 @@ def test_metrics_json_has_every_row_and_metric(scored):
     assert metrics["num_conversions"] == 6 and metrics["num_reconstructions"] == 3
     assert set(metrics["rows"]) == {"converted", "source", "oracle", "reconstruction"}
     for name, row in metrics["rows"].items():
-        for key in ("spk_sim_target", "spk_sim_source", "spk_acc", "class_score", "mcd_logmel", "f0_rmse",
+        for key in ("spk_sim_target", "spk_sim_source", "spk_acc", "class_score", "mcd_logmel",
                     "wer", "cer", "wer_ps", "cer_ps"):
             assert row[key] is not None, (name, key)
-        # WORLD MCD compares voiced frames only: a 20-step model's output may have none (then it is counted).
+        # WORLD MCD and F0 compare voiced frames only: a 20-step model's output may have none (then it is counted).
         assert row["mcd"] is not None or row["num_mcd_unvoiced"] == row["num_pairs"], name
+        assert row["f0_rmse"] is not None or row["num_f0_unvoiced"] == row["num_pairs"], name
+    for name in ("source", "oracle"):  # real speech against real speech: always voiced frames in both
+        assert metrics["rows"][name]["f0_rmse"] is not None and metrics["rows"][name]["num_f0_unvoiced"] == 0
         assert -1.0 <= row["spk_sim_target"] <= 1.0 and 0.0 <= row["spk_acc"] <= 1.0
     rows = metrics["rows"]
     assert rows["source"]["wer_delta"] == 0.0

@@ -229,6 +229,10 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
         if row["num_mcd_unvoiced"]:
             notes.append(f"{name}: {row['num_mcd_unvoiced']} of {row['num_pairs']} pairs have no voiced frame in the "
                          "output or the reference, so no MCD (left out of its mean; MCD-logmel has them)")
+        if row.get("num_f0_unvoiced"):
+            notes.append(f"{name}: {row['num_f0_unvoiced']} of {row['num_pairs']} pairs have fewer than 2 frames "
+                         "voiced in both the output and the reference, so no F0 RMSE/correlation (left out of their "
+                         "means)")
     # Cost of each measure, from the jobs' timings (per unit measured).
     costs: Dict[str, Dict[str, float]] = {}
     for rec in records.values():

@@ -109,6 +109,8 @@ def row_metrics(plan: Plan, scores: List[Dict[str, Any]], records: Mapping[str, 
             out[key] = _mean([s.get(key) for s in mine])
         # Pairs with no voiced frame in the output or the reference have no WORLD MCD: count them.
         out["num_mcd_unvoiced"] = sum("mcd" in s and not math.isfinite(s["mcd"]) for s in mine)
+        # Pairs with fewer than 2 frames voiced in both output and reference have no F0 RMSE: count them too.
+        out["num_f0_unvoiced"] = sum("f0_rmse" in s and not math.isfinite(s["f0_rmse"]) for s in mine)
         out["spk_acc"] = _mean([s.get("spk_correct") for s in mine])
         for judge, suffix in zip(JUDGES, ASR_SUFFIX):
             asr = [s for s in mine if f"{judge}_words" in s]
