@@ -44,9 +44,9 @@ def test_metrics_json_has_every_row_and_metric(scored):
         # WORLD MCD and F0 compare voiced frames only: a 20-step model's output may have none (then it is counted).
         assert row["mcd"] is not None or row["num_mcd_unvoiced"] == row["num_pairs"], name
         assert row["f0_rmse"] is not None or row["num_f0_unvoiced"] == row["num_pairs"], name
+        assert -1.0 <= row["spk_sim_target"] <= 1.0 and 0.0 <= row["spk_acc"] <= 1.0
     for name in ("source", "oracle"):  # real speech against real speech: always voiced frames in both
         assert metrics["rows"][name]["f0_rmse"] is not None and metrics["rows"][name]["num_f0_unvoiced"] == 0
-        assert -1.0 <= row["spk_sim_target"] <= 1.0 and 0.0 <= row["spk_acc"] <= 1.0
     rows = metrics["rows"]
     assert rows["source"]["wer_delta"] == 0.0
     assert rows["converted"]["mos_ovrl"] is not None and rows["converted"]["num_mos_pairs"] == 2

@@ -151,10 +151,6 @@ def test_extract_content_writes_whisper_features_of_a_set(utterance, tmp_path):
     assert bad.returncode == 1 and "no model.bin" in bad.stderr
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
-
-
 def test_whisper_and_hubert_jobs_run_on_nj_threads_and_spkcmvn_on_one():
     import voiceswap.families  # noqa: F401  (registers the families)
     from voiceswap.train.config import load_config
@@ -171,3 +167,7 @@ def test_whisper_and_hubert_jobs_run_on_nj_threads_and_spkcmvn_on_one():
         commands = content_commands(name)
         assert len(commands) == 3 and all(command[1:3] == ["--num-threads", "3"] for command in commands), name
     assert all("--num-threads" not in command for command in content_commands("softvc"))
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))

@@ -182,9 +182,9 @@ class SoftVCFamily(Family):
         if getattr(self, "_content", None) is None:
             self._content = ContentExtractor(config["content"]["features"])
         content = torch.from_numpy(self._content(streams))
-        input_feats = config["data"]["input_feats"]
-        if input_feats == CONTENT:
+        if _reads_content_directly(config):
             return content
+        input_feats = config["data"]["input_feats"]
         head = requirements["content"]
         if input_feats == "soft_units":
             return head.family.encode_units(content)["vectors"]
