@@ -333,3 +333,26 @@ def test_best_mode_last_points_best_at_the_newest_validated_step(tmp_path):
     assert best_steps == {"min": (30, "step_30.pt"), "last": (40, "step_40.pt")}
     with pytest.raises(ConfigError, match="'min', 'max' or 'last'"):
         toy_train.build_trainer(str(tmp_path / "bad"), ["train.best_mode=newest"])
+
+
+def test_training_time_is_recorded_and_summed_over_resumed_runs(tmp_path):
+    import toy_train
+    from voiceswap.train.trainer import TRAIN_TIME_FILE
+
+    outdir = tmp_path / "timed"
+    trainer = toy_train.build_trainer(str(outdir), ["train.max_steps=20"])
+    trainer.train()
+    first = json.loads((outdir / TRAIN_TIME_FILE).read_text())
+    assert first["step"] == 20 and first["seconds"] > 0
+
+    trainer = toy_train.build_trainer(str(outdir), ["train.max_steps=40"])
+    try:
+        assert trainer.resume()
+        assert trainer.train_seconds == pytest.approx(first["seconds"], abs=1e-3)  # restored, not reset
+        trainer.train()
+    finally:
+        trainer.close()
+    second = json.loads((outdir / TRAIN_TIME_FILE).read_text())
+    assert second["step"] == 40 and second["seconds"] > first["seconds"]
+    state = ckpt.find_latest_valid_checkpoint(outdir)[1]
+    assert state["train_seconds"] == pytest.approx(second["seconds"], abs=1e-3)

@@ -64,6 +64,7 @@ import math
 import os
 import random
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Union
 
@@ -72,6 +73,7 @@ import torch
 from torch import nn
 
 import voiceswap
+from voiceswap.data.atomic import atomic_open
 from voiceswap.train.checkpoint import (
     capture_rng_state,
     find_latest_valid_checkpoint,
@@ -105,6 +107,9 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 METRICS_FILE = "metrics.jsonl"
+#: ``{"step": N, "seconds": S}``: wall seconds of training up to the last checkpoint, summed over resumed
+#: runs (the comparison of families reads it: logs of a resumed job only time the last run).
+TRAIN_TIME_FILE = "train_time.json"
 LOG_FILE = "train.log"
 TENSORBOARD_DIR = "tensorboard"
 
@@ -252,6 +257,8 @@ class Trainer:
         self.best_metric: Optional[float] = None
         self.best_step: Optional[int] = None
         self.resumed_from: Optional[Path] = None
+        self.train_seconds = 0.0  # training wall time of the runs before this one (from the checkpoint)
+        self._clock: Optional[float] = None  # time.monotonic() when this run started training
         self._log_sums: Dict[str, List[float]] = {}  # metric -> [sum, count] since the last log
         self._last_saved_step: Optional[int] = None
         # Consecutive optimisation steps with non-finite losses, and the first of them (step, utts).
@@ -307,11 +314,16 @@ class Trainer:
             "ema": {name: ema.state_dict() for name, ema in self.ema.items()},
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "skipped_steps": self.optimizer_step.skipped_steps,
+            "train_seconds": self.elapsed_train_seconds(),
             "rng": capture_rng_state(),
             "log_sums": {name: list(pair) for name, pair in self._log_sums.items()},
             "config": self.config,
             "voiceswap_version": voiceswap.__version__,
         }
+
+    def elapsed_train_seconds(self) -> float:
+        """Training wall time up to now, summed over this run and the runs it resumed."""
+        return self.train_seconds + (time.monotonic() - self._clock if self._clock is not None else 0.0)
 
     def load_state_dict(self, state: Mapping[str, Any], source: str = "checkpoint") -> None:
         """Restore what :meth:`state_dict` returned (RNG states included)."""
@@ -333,6 +345,7 @@ class Trainer:
         self.best_metric, self.best_step = state["best_metric"], state["best_step"]
         self._log_sums = {name: [float(s), int(c)] for name, (s, c) in state["log_sums"].items()}
         self.optimizer_step.skipped_steps = int(state.get("skipped_steps", 0))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
@@ -380,6 +393,7 @@ class Trainer:
             if self.is_main:
                 logger.info("training from step %d to %d in %s", self.step, max_steps, self.outdir)
                 self._log_batch_rule()
+            self._clock = time.monotonic()
             self._set_train_mode(True)
             show_bar = self.is_main and sys.stderr.isatty()
             with self._progress_bar(show_bar) as bar:
@@ -643,6 +657,8 @@ class Trainer:
         if self.is_main:
             path = save_checkpoint(self.outdir, self.step, state, self.conf["keep_last"])
             logger.info("saved %s", path)
+            with atomic_open(self.outdir / TRAIN_TIME_FILE) as f:
+                json.dump({"step": self.step, "seconds": round(state["train_seconds"], 3)}, f)
 
     def _report(self, split: str, values: Mapping[str, float]) -> None:
         if not self.is_main:
