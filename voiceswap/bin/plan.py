@@ -18,6 +18,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import List
 
 from voiceswap.cli import configure_logging
 import voiceswap.families  # noqa: F401  (registers the families)
@@ -65,7 +66,21 @@ def get_parser() -> argparse.ArgumentParser:
     checkpoint.add_argument("exp_dir")
     show = commands.add_parser("show", help="the plan of a config")
     add_config_args(show)
+    commands.add_parser("models", help="run.sh --model all: the default config of every conversion family")
     return parser
+
+
+def default_models() -> List[str]:
+    """The config name that stands for each registered conversion family (``run.sh --model all``)."""
+    names = []
+    for name in registered_families("conversion"):
+        default = get_family(name).default_config
+        path = CONFIG_DIRS["conversion"] / f"{default}.yaml"
+        if default is None or not path.is_file():
+            raise ConfigError(f"conversion family {name!r} names no default config under {CONFIG_DIRS['conversion']} "
+                              f"(its default_config is {default!r}); --model all needs one per family")
+        names.append(default)
+    return names
 
 
 def configs_of_role(role: str) -> str:
@@ -85,6 +100,9 @@ def main() -> int:
     args = get_parser().parse_args()
     configure_logging(args.verbose)
     try:
+        if args.command == "models":
+            print(" ".join(default_models()))
+            return 0
         if args.command == "checkpoint":
             if args.config:
                 config = load_config(args.config)

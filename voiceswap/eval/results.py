@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from voiceswap.eval.compare import comparison_markdown, ranked
 from voiceswap.eval.layout import METRICS_GLOB
 from voiceswap.eval.summary import ROW_METRICS
 
@@ -178,6 +179,8 @@ def corpus_results(all_metrics: Sequence[Mapping[str, Any]], command: str) -> st
             row.append(fmt("nmi", codes.get("kmeans_mfcc", {}).get("nmi")))
             rows.append(row)
         out.append(markdown_table(header, rows))
+        out.append(f"### Comparison across families ({corpus})\n")
+        out.append(comparison_markdown(ranked(mine)))
         out.append("Commands:\n")
         for m in mine:
             out.append(f"- {m['experiment']}: trained by `{m.get('train_command') or '?'}`; scored by "

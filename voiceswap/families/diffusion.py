@@ -134,6 +134,7 @@ class DiffusionFamily(Family):
     """
 
     role = "conversion"
+    default_config = "diffusion"
 
     def plan(self, config: Mapping[str, Any]) -> List[Step]:
         steps = [Step(4, "train"), Step(5, "dump_units")]

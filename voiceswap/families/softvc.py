@@ -160,6 +160,7 @@ class SoftVCFamily(Family):
     """
 
     role = "conversion"
+    default_config = "softvc_whisper_ppg"
 
     def plan(self, config: Mapping[str, Any]) -> List[Step]:
         pitch = [Step(4, "pitch", "pitch", writes=(PITCH,))] if _uses_pitch(config) else []

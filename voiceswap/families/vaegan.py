@@ -153,6 +153,7 @@ class VAEGANFamily(Family):
     """VAE-GAN voice conversion (AlBadawy & Lyu 2020), one-to-one or many-to-many; see the module docstring."""
 
     role = "conversion"
+    default_config = "vaegan"
 
     def plan(self, config: Mapping[str, Any]) -> List[Step]:
         return [Step(6, "train")]

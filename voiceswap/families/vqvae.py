@@ -31,6 +31,7 @@ class VQVAEFamily(SingleLossFamily):
     """
 
     role = "conversion"
+    default_config = "vqvae"
 
     def plan(self, config: Mapping[str, Any]) -> List[Step]:
         return [Step(4, "train"), Step(5, "dump_units")]

@@ -96,6 +96,7 @@ class WaveGlowVQFamily(SingleLossFamily):
     """
 
     role = "conversion"
+    default_config = "waveglow_vq"
 
     def plan(self, config: Mapping[str, Any]) -> List[Step]:
         return [Step(4, "content_features", writes=("wave",)),

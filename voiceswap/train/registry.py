@@ -130,6 +130,9 @@ class Family(abc.ABC):
     #: (``--vocoder``) or ``component`` (trained inside another family's plan, or the metric suite's judge).
     role: str = "component"
 
+    #: The config (``conf/<name>.yaml``) that stands for a conversion family in ``run.sh --model all``.
+    default_config: Optional[str] = None
+
     models: Models
     optims: Optimizers
     optimizer_step: OptimizerStep
