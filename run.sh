@@ -10,7 +10,7 @@ log() {
 
 # General options.
 stage=0                 # first stage to run
-stop_stage=10           # last stage to run
+stop_stage=11           # last stage to run
 corpus=synth            # corpus to prepare
 nj=2                    # parallel jobs of the data stages
 tag=""                  # experiment tag for exp/<tag> (used by the model stages, 4 and up)
@@ -25,14 +25,18 @@ dev_set=dev
 eval_set="eval"
 
 # Model options.
-model=softvc_whisper_ppg # the model: conf/<model>.yaml (its family: key says which family it is)
+model=softvc_whisper_ppg # the model: conf/<model>.yaml (its family: key says which family it is);
+                        # all: the default config of every conversion family (plan.py models)
+models=""               # several models, e.g. "vqvae vaegan": stages 4-10 of each on the same data, then one report
 model_config=""         # model config (default: conf/<model>.yaml)
-train_overrides=""      # config overrides "section.key=value ..." (they become part of the tag)
+train_overrides=""      # config overrides "section.key=value ..." (they become part of the tag);
+                        # "<model>:section.key=value" applies to that model only (with --models)
 vocoder=griffinlim      # the vocoder of stages 7-9: conf/vocoder/<vocoder>.yaml (griffinlim: nothing to train)
 vocoder_config=""       # vocoder config (default: conf/vocoder/<vocoder>.yaml)
 vocoder_overrides=""    # "section.key=value ..." overrides of the vocoder config, e.g. "train.max_steps=2000"
 vocoder_dir=""          # the trained vocoder, shared by every model (default: <exp-dir>/vocoder_<vocoder>_<corpus>)
-inference_overrides=""  # stage 8: "inference.key=value ..." how the family converts (e.g. sampling steps, guidance);
+inference_overrides=""  # stage 8: "inference.key=value ..." how the family converts (e.g. sampling steps, guidance),
+                        # "<model>:inference.key=value" for one model only;
                         # the outputs go to convert_<vocoder>_<these settings>, so each setting is its own results row
 ngpu=0                  # GPUs for training: 0 = CPU, 1 = one GPU, N > 1 = torchrun DDP on N GPUs
 convert_reconstruct=true # stage 8 also reconstructs every source with its own speaker
@@ -42,6 +46,8 @@ score_max_pairs=0       # score at most this many conversion pairs (0: all)
 score_opts=""           # extra options of voiceswap/bin/score.py, e.g. "--mos-max-pairs 80 --measures emb,clf,mcep,f0"
 classifier_overrides="" # "section.key=value ..." overrides of conf/speaker_classifier.yaml (the judge of stage 9)
 results=""              # corpus results table of stage 10 (default: RESULTS.md beside the exp dir)
+report_dir=""           # stage 11's listening report (default: <exp-dir>/report)
+report_pairs=6          # eval pairs in the listening report
 
 # Options of the synth corpus.
 synth_speakers="slt rms awb kal ked esf2 esm7 sltw" # voices (see local/synth/synthesize.py)
@@ -75,6 +81,7 @@ Stages:
   8: convert the eval pairs, reconstruct their sources      -> \${exp_dir}/<tag>/convert_<vocoder>
   9: score: the metric suite (+ the speaker classifier)     -> \${exp_dir}/<tag>/scores_<vocoder>
  10: plots and the results table of every experiment        -> \${exp_dir}/<tag>/plots_<vocoder>, RESULTS.md
+ 11: ranked comparison and listening report of this run's models -> \${exp_dir}/report/index.html
 Options:
   --stage               # first stage (default="${stage}")
   --stop-stage          # last stage (default="${stop_stage}")
@@ -91,7 +98,8 @@ Options:
   --data-prep-opts      # extra options of local/<corpus>/data_prep.sh (default="${data_prep_opts}")
   --train-set, --dev-set, --eval-set  # set names (default="${train_set} ${dev_set} ${eval_set}")
 Model options:
-  --model               # model config name: conf/<model>.yaml, e.g. vqvae, softvc (default="${model}")
+  --model               # model config name: conf/<model>.yaml, e.g. vqvae, softvc; all: every family (default="${model}")
+  --models              # several model config names: stages 4-10 of each, then one report (default="${models}")
   --model-config        # model config (default="conf/<model>.yaml")
   --train-overrides     # "section.key=value ..." config overrides (default="${train_overrides}")
   --vocoder             # vocoder config name: conf/vocoder/<vocoder>.yaml, e.g. griffinlim, hifigan (default="${vocoder}")
@@ -106,6 +114,8 @@ Scoring options:
   --score-opts          # extra options of score.py (default="${score_opts}")
   --classifier-overrides # overrides of conf/speaker_classifier.yaml (default="${classifier_overrides}")
   --results             # results table (default: RESULTS.md beside \${exp_dir})
+  --report-dir          # stage 11's listening report (default: \${exp_dir}/report)
+  --report-pairs        # eval pairs in the listening report (default="${report_pairs}")
 Options of --corpus synth:
   --synth-speakers      # voices (default="${synth_speakers}")
   --num-sentences       # sentences per voice (default="${num_sentences}")
@@ -118,6 +128,7 @@ EOF
 
 cd "$(dirname "$0")"
 log "$0 $*"
+script_args=("$@")  # --models runs this script once per model with these options and a few more
 . utils/parse_options.sh
 
 if [ $# -ne 0 ]; then
@@ -125,7 +136,7 @@ if [ $# -ne 0 ]; then
   log "Error: unexpected positional arguments: $*"
   exit 2
 fi
-last_stage=10
+last_stage=11
 is_uint() { case "$1" in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 if ! is_uint "${stage}" || ! is_uint "${stop_stage}"; then
   log "Error: --stage '${stage}' and --stop-stage '${stop_stage}' must be stage numbers 0-${last_stage}"
@@ -152,6 +163,17 @@ if ! echo " ${valid_corpora} " | grep -q " ${corpus} "; then
   exit 2
 fi
 [ -n "${db_dir}" ] || db_dir=db/${corpus}
+[ -n "${report_dir}" ] || report_dir=${exp_dir}/report
+if ! is_uint "${report_pairs}" || [ "${report_pairs}" -lt 1 ]; then
+  log "Error: --report-pairs must be a positive integer, got '${report_pairs}'"
+  exit 2
+fi
+if [ "${model}" = all ] || [ -n "${models}" ]; then
+  if [ -n "${model_config}" ] || [ -n "${tag}" ]; then
+    log "Error: --model-config and --tag name one experiment; with --model all or --models, each model uses conf/<model>.yaml and its own tag"
+    exit 2
+  fi
+fi
 [ -n "${model_config}" ] || model_config=conf/${model}.yaml
 [ -n "${vocoder_config}" ] || vocoder_config=conf/vocoder/${vocoder}.yaml
 [ -n "${vocoder_dir}" ] || vocoder_dir=${exp_dir}/vocoder_${vocoder}_${corpus}
@@ -173,13 +195,85 @@ set_args() {
   done
   echo "${_args}"
 }
+# The overrides of model $1 from "$2": the plain ones and those prefixed "$1:" (prefix removed).
+overrides_of() {
+  local _override _key _out=""
+  for _override in $2; do
+    _key=${_override%%=*}
+    case "${_key}" in
+      *:*) [ "${_key%%:*}" != "$1" ] || _out+=" ${_override#*:}" ;;
+      *) _out+=" ${_override}" ;;
+    esac
+  done
+  echo "${_out# }"
+}
+
+# Stages 8-10 write convert_/scores_/plots_<decode>: the vocoder, plus the inference settings "$1" if any.
+decode_name() {
+  local _decode=${vocoder}
+  if [ -n "$1" ]; then
+    _decode+=_$(echo "$1" | tr ' ' '\n' | LC_ALL=C sort | sed 's/^inference\.//' | tr '=/' '-+' | paste -sd_ -)
+  fi
+  echo "${_decode}"
+}
+
+# Stage 11: ranked comparison + listening report of the scores dirs "$@" (stage 9 of each experiment).
+make_report() {
+  log "Stage 11: ranked comparison and listening report of $# experiment(s) -> ${report_dir}"
+  ${train_cmd} "${report_dir}/log/report.log" \
+    report.py --data-dir "${data_dir}" --eval-set "${eval_set}" --num-pairs "${report_pairs}" "${report_dir}" "$@"
+  log "Stage 11: open ${report_dir}/index.html in a browser (table: ${report_dir}/comparison.md)"
+}
+
+# --model all / --models: the data stages once, then stages 4-10 of each model in its own run of this
+# script (a failed model does not stop the others), then one report of those that made it.
+if [ "${model}" = all ] && [ -z "${models}" ]; then
+  models=$(plan.py models)
+fi
+if [ -n "${models}" ]; then
+  first_model_stage=$(( stage > 4 ? stage : 4 ))
+  last_model_stage=$(( stop_stage < 10 ? stop_stage : 10 ))
+  if [ "${stage}" -le 3 ]; then
+    "$0" "${script_args[@]}" --models "" --model "${models%% *}" --stage "${stage}" \
+      --stop-stage "$(( stop_stage < 3 ? stop_stage : 3 ))"
+  fi
+  failed=""
+  scored_exps=()
+  mkdir -p "${report_dir}/log"
+  if [ "${stop_stage}" -ge 4 ] && [ "${first_model_stage}" -le "${last_model_stage}" ]; then
+    for _model in ${models}; do
+      _log=${report_dir}/log/${_model}.log
+      log "--models: ${_model}, stages ${first_model_stage}-${last_model_stage}; see the progress in ${_log}"
+      if "$0" "${script_args[@]}" --models "" --model "${_model}" --stage "${first_model_stage}" \
+          --stop-stage "${last_model_stage}" > "${_log}" 2>&1; then
+        # shellcheck disable=SC2046
+        scored_exps+=("${exp_dir}/$(plan.py tag --config "conf/${_model}.yaml" \
+          $(set_args "$(overrides_of "${_model}" "${train_overrides}")"))/scores_$(decode_name \
+          "$(overrides_of "${_model}" "${inference_overrides}")")")
+      else
+        failed+=" ${_model}"
+        log "--models: ${_model} failed; the end of ${_log}:"
+        tail -n 5 "${_log}" | sed 's/^/    /' >&2
+      fi
+    done
+  fi
+  if [ "${stop_stage}" -ge 11 ] && [ "${#scored_exps[@]}" -gt 0 ]; then
+    make_report "${scored_exps[@]}"
+  fi
+  if [ -n "${failed}" ]; then
+    log "Error: --models: failed:${failed}; their logs: $(for _m in ${failed}; do printf '%s ' "${report_dir}/log/${_m}.log"; done)"
+    log "Re-run the same command to resume: finished stages of every model are skipped"
+    exit 1
+  fi
+  log "Successfully finished stages ${stage}-${stop_stage} of: ${models}"
+  exit 0
+fi
+
+train_overrides=$(overrides_of "${model}" "${train_overrides}")
+inference_overrides=$(overrides_of "${model}" "${inference_overrides}")
 model_set_opts=$(set_args "${train_overrides}")
 inference_set_opts=$(set_args "${inference_overrides}")
-# Stages 8-10 write convert_/scores_/plots_<decode>: the vocoder, plus the inference settings if any.
-decode=${vocoder}
-if [ -n "${inference_overrides}" ]; then
-  decode+=_$(echo "${inference_overrides}" | tr ' ' '\n' | LC_ALL=C sort | sed 's/^inference\.//' | tr '=/' '-+' | paste -sd_ -)
-fi
+decode=$(decode_name "${inference_overrides}")
 vocoder_set_opts=$(set_args "${vocoder_overrides}")
 if [ ${stop_stage} -ge 4 ]; then
   # The config's family: key names the family; an unknown model or vocoder lists the registered ones.
@@ -463,6 +557,12 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
   utils/show_results.sh "${exp_dir}" > "${results}.tmp"
   mv "${results}.tmp" "${results}"
   log "Stage 10: $(find "${_plots}" -name '*.png' | wc -l) plots in ${_plots}; table in ${results}"
+fi
+
+
+if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
+  require_file "${model_exp}/scores_${decode}/metrics.json" "stage 9"
+  make_report "${model_exp}/scores_${decode}"
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage}"

@@ -23,9 +23,13 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (setup.sh) $*" >&2; }
 # Debian packages: speech engines and WordNet for the synth corpus; sox (+ flac) for speed warps
 # and resampling the real corpora.
 # Slurm + munge: the cluster backend and its tests (a throw-away cluster on 127.0.0.1).
-# The shell linter (for utils/lint.sh, in CI): shellcheck.
+# The shell linter (for utils/lint.sh, in CI): shellcheck. With the test extra: chromium, the browser the
+# listening report's test opens (headless, driven by playwright from PyPI).
 debian_packages="espeak-ng libespeak-ng1 flite festival festvox-kdlpc16k festlex-cmu festlex-poslex sox wordnet-base
   libsox-fmt-base slurm-wlm slurmctld slurmd slurm-client munge shellcheck"
+case ",${extras}," in
+  *,test,*) debian_packages+=" chromium" ;;
+esac
 missing=""
 for pkg in ${debian_packages}; do
   status=$(dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null || true)
