@@ -9,6 +9,7 @@ offline, in well under a minute.
 from __future__ import annotations
 
 import hashlib
+import json
 import http.server
 import io
 import re
@@ -24,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from conftest import REPO_ROOT, recipe_env, write_tone
+from conftest import REPO_ROOT, TINY_CLASSIFIER, recipe_env, write_tone
 
 sys.path.insert(0, str(REPO_ROOT / "local"))
 import download  # noqa: E402  (local/download.py: the module under test)
@@ -220,7 +221,7 @@ def pairs_of(data: Path) -> List[List[str]]:
 
 PREP_OPTS = {
     "vctk": "--num-dev-sentences 1 --num-eval-sentences 1 --num-eval-speakers 3 --num-pair-utts 1",
-    "librispeech": "--num-pair-utts 1",
+    "librispeech": "--num-pair-utts 1 --num-target-ref-utts 1 --num-target-dev-utts 1",
     "flickr8k": "--num-dev-utts 1 --num-eval-utts 1",
 }
 
@@ -261,14 +262,26 @@ def test_librispeech_data_dirs(prepared):
     data = prepared["librispeech"] / "data"
     utt2spk = read_map(data / "eval" / "utt2spk")
     assert utt2spk["1089-134686-0000"] == "1089-134686"  # SPK-CHAPTER speakers, corpus utterance ids
-    assert set(read_map(data / "train" / "utt2spk").values()) == {"103-1240", "1034-121119"}
-    assert set(read_map(data / "dev" / "utt2spk").values()) == {"1272-128104", "1462-170138"}
+    train = read_map(data / "train" / "utt2spk")
+    assert set(train.values()) == {"103-1240", "1034-121119"}
+    # dev: the dev-clean speakers, and one held-out utterance of each train target (validation needs speakers
+    # the model knows)
+    dev = read_map(data / "dev" / "utt2spk")
+    assert set(dev.values()) == {"1272-128104", "1462-170138", "103-1240", "1034-121119"}
+    assert {u for u, s in dev.items() if s in ("103-1240", "1034-121119")} == {"103-1240-0001", "1034-121119-0001"}
     assert read_map(data / "eval" / "text")["121-121726-0002"] == "WORD NUMBER 2 OF READER 121"
-    assert read_map(data / "eval" / "spk2gender") == {"1089-134686": "m", "1188-133604": "m", "121-121726": "f"}
+    assert read_map(data / "eval" / "spk2gender") == {"1089-134686": "m", "1188-133604": "m", "121-121726": "f",
+                                                      "103-1240": "f", "1034-121119": "m"}
+    # The targets are the train speakers (a model knows them), each with its last utterance held out of
+    # train into eval: the reference and centroid no training sees.
+    assert {u: s for u, s in utt2spk.items() if s in ("103-1240", "1034-121119")} == {
+        "103-1240-0002": "103-1240", "1034-121119-0002": "1034-121119"}
+    assert not set(train) & set(utt2spk) and not set(train) & set(dev)
     pairs = pairs_of(data)
-    assert len(pairs) == 3 * 1 * 2  # 3 eval speakers x 1 source utterance x 2 targets
+    assert len(pairs) == 3 * 1 * 2  # 3 eval speakers x 1 source utterance x 2 train targets
+    assert {target for _, target, _ in pairs} == {"103-1240", "1034-121119"}
+    assert {utt2spk[src] for src, _, _ in pairs} == {"1089-134686", "1188-133604", "121-121726"}
     assert all(ref == "-" for _, _, ref in pairs)
-    assert all(src.split("-")[0] != target.split("-")[0] for src, target, _ in pairs)
 
 
 def test_flickr8k_data_dirs(prepared):
@@ -329,6 +342,29 @@ def test_flickr8k_vaegan_one_to_one_recipe(prepared, server):
         ("spk007", "spk004", "conversion"), ("spk007", "spk007", "reconstruction")]
 
 
+TINY_VQVAE = ("model.hidden_dim=32 model.residual_dim=16 model.code_dim=16 model.codebook_size=8 model.speaker_dim=8 "
+              "data.batch_size=2 data.crop_frames=16 data.num_workers=0 train.max_steps=2 train.valid_interval=2 "
+              "train.save_interval=2 train.log_interval=1")
+
+
+def test_librispeech_unseen_sources_to_seen_targets_through_scoring(prepared, server):
+    """LibriSpeech is speaker-disjoint: its eval speakers convert to train speakers, scored against the
+    targets' held-out utterances (stages 2-9 with a tiny VQ-VAE)."""
+    tmp = prepared["librispeech"]
+    result = run_recipe(tmp, server, "librispeech", "--model", "vqvae", "--stage", "2", "--stop-stage", "9",
+                        "--data-prep-opts", PREP_OPTS["librispeech"], "--train-overrides", TINY_VQVAE,
+                        "--classifier-overrides", TINY_CLASSIFIER, "--score-opts", "--mos-max-pairs 1")
+    assert result.returncode == 0, result.stderr[-4000:]
+    (exp,) = [p for p in (tmp / "exp").iterdir() if p.name.startswith("vqvae")]
+    rows = [line.split() for line in (exp / "convert_griffinlim" / "conversions").read_text().splitlines()]
+    assert sum(row[5] == "conversion" for row in rows) == 6
+    assert not any(row[5] == "reconstruction" for row in rows)  # unseen sources have no voice of their own
+    assert "Stage 8: 6 conversions and 0 reconstructions" in result.stderr
+    metrics = json.loads((exp / "scores_griffinlim" / "metrics.json").read_text())
+    assert metrics["num_conversions"] == 6 and not metrics["parallel"]
+    assert 0.0 <= metrics["rows"]["converted"]["spk_acc"] <= 1.0
+
+
 def test_existing_corpus_is_only_verified(server, tmp_path):
     """--db-dir at an already-extracted corpus: no download, only the layout check and .complete."""
     db = tmp_path / "LibriSpeechCopy"
@@ -346,7 +382,8 @@ def test_existing_corpus_is_only_verified(server, tmp_path):
 def test_vctk_speaker_split(server, prepared, tmp_path):
     db = prepared["vctk"] / "db"
     result = run([sys.executable, "local/vctk/data_prep.py", "--split", "speaker", "--dev-speakers", "p226",
-                  "--eval-speakers", "p227 p228", "--keep-untranscribed", "true", str(db), str(tmp_path / "data")])
+                  "--eval-speakers", "p227 p228", "--keep-untranscribed", "true", "--pair-targets", "eval",
+                  str(db), str(tmp_path / "data")])
     assert result.returncode == 0, result.stderr[-3000:]
     from voiceswap.data.kaldi_dir import validate_data_dir
 
@@ -358,6 +395,34 @@ def test_vctk_speaker_split(server, prepared, tmp_path):
     assert read_map(tmp_path / "data" / "train" / "text")["p315-001"] == ""  # kept, no transcript
     pairs = pairs_of(tmp_path / "data")
     assert {(s.split("-")[0], t) for s, t, _ in pairs} == {("p227", "p228"), ("p228", "p227")}
+
+
+def test_vctk_speaker_split_converts_to_seen_targets_with_held_out_parallel_references(prepared, tmp_path):
+    db = prepared["vctk"] / "db"
+    result = run([sys.executable, "local/vctk/data_prep.py", "--split", "speaker", "--dev-speakers", "p226",
+                  "--eval-speakers", "p227 p228", "--num-target-ref-utts", "1", "--num-target-dev-utts", "1",
+                  str(db), str(tmp_path / "data")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = tmp_path / "data"
+    train, eval_utts = read_map(data / "train" / "utt2spk"), read_map(data / "eval" / "utt2spk")
+    assert set(train.values()) == {"p225"} and set(eval_utts.values()) == {"p225", "p227", "p228"}
+    # One p225 utterance moved out of train: a sentence the sources read too, so it is their reference.
+    (held,) = [u for u, s in eval_utts.items() if s == "p225"]
+    assert held not in train and read_map(data / "eval" / "text")[held] in VCTK_SHARED
+    pairs = pairs_of(data)
+    assert {t for _, t, _ in pairs} == {"p225"} and {eval_utts[s] for s, _, _ in pairs} == {"p227", "p228"}
+    assert {ref for _, _, ref in pairs} == {held, "-"}
+    texts = read_map(data / "eval" / "text")
+    assert all(texts[src] == texts[ref] for src, _, ref in pairs if ref != "-")
+
+
+def test_holding_out_more_than_a_target_can_spare_is_a_clear_error(prepared, tmp_path):
+    db = prepared["vctk"] / "db"
+    result = run([sys.executable, "local/vctk/data_prep.py", "--split", "speaker", "--dev-speakers", "p226",
+                  "--eval-speakers", "p227 p228", "--num-target-ref-utts", "3", str(db), str(tmp_path / "data")])
+    assert result.returncode != 0
+    assert "target speaker p225 has 4 training utterance(s): holding out 3" in result.stderr
+    assert "--num-target-ref-utts" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

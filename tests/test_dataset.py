@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from voiceswap.data.ark import ArkWriter
@@ -81,3 +82,18 @@ def test_accumulation_micro_batches_split_the_large_batch():
 def test_bucket_sampler_drops_incomplete_global_batch_in_training():
     sampler = BucketBatchSampler(list(range(7)), 2, drop_last=True, num_replicas=2, rank=1)
     assert len(sampler) == 1 and len(list(sampler)) == 1
+
+
+def test_validation_leaves_out_unseen_dev_speakers_and_needs_one_it_knows(tmp_path, caplog):
+    from voiceswap.data.kaldi_dir import DataDirError
+    from voiceswap.data.loaders import known_valid_speakers
+
+    utt2spk = tmp_path / "utt2spk"
+    utt2spk.write_text("a-1 a\nb-1 b\nz-1 z\n")
+    assert known_valid_speakers(str(utt2spk), {"a": 0, "b": 1, "z": 2}, None) is None  # all known: no filter
+    with caplog.at_level("INFO"):
+        assert known_valid_speakers(str(utt2spk), {"a": 0, "c": 1}, None) == ["a"]
+    assert "2 speaker(s) of" in caplog.text and "left out (b z)" in caplog.text
+    assert known_valid_speakers(str(utt2spk), {"x": 0}, ["x"]) == ["x"]  # data.speakers decides
+    with pytest.raises(DataDirError, match="no speaker of .* is a train speaker"):
+        known_valid_speakers(str(utt2spk), {"x": 0}, None)

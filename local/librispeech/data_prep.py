@@ -11,10 +11,15 @@ librispeech recipe (``--speaker-unit speaker`` makes it ``SPK``). Subsets map to
 ``train-*`` -> train (several are merged), ``dev-*`` -> dev, ``test-*`` -> eval. LibriSpeech subsets
 are speaker-disjoint, so eval speakers are unseen in training (zero-shot conversion).
 
-<data-dir>/eval/pairs: the corpus is not parallel, so every line is ``source_utt target_spk -``:
+<data-dir>/eval/pairs: the corpus is not parallel, so every line is ``source_utt target_spk -``, from
 ``--num-pair-speakers`` eval speakers (gender-balanced; one speaker unit per person, so no pair
-converts a reader into themself), ``--num-pair-utts`` source utterances each, every other pair
-speaker as target.
+converts a reader into themself), ``--num-pair-utts`` source utterances each. The targets
+(``--pair-targets``):
+  seen  (default) ``--num-pair-targets`` train speakers (gender-balanced, one unit per person), each
+        with ``--num-target-ref-utts`` utterances moved from train to eval: the held-out slice no
+        training sees, which stage 9 uses for the target's centroid. Every model can convert to them.
+  eval  every other pair speaker (zero-shot: only a model that takes its target from a reference
+        recording can convert to them).
 
 Example:
     python3 local/librispeech/data_prep.py --subsets "train-clean-100 dev-clean test-clean" db/librispeech data
@@ -27,11 +32,12 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import soundfile
 
 from voiceswap.data.kaldi_dir import c_sorted, data_dir_tables, resampling_pipe, write_data_dir
+from voiceswap.data.pairs import PairError, hold_out, pick_balanced, seen_target_pairs
 
 SPLITS = ("train", "dev", "eval")
 SPLIT_OF_PREFIX = {"train": "train", "dev": "dev", "test": "eval"}
@@ -147,35 +153,33 @@ def scan(root: Path, subset: str, speaker_unit: str) -> List[Utt]:
     return utts
 
 
-def pick_balanced(speakers: Sequence[str], genders: Dict[str, str], count: int) -> List[str]:
-    """``count`` speakers alternating genders (sorted order, deterministic); 0 = all."""
-    if count <= 0:
-        return c_sorted(list(speakers))
-    groups: Dict[str, List[str]] = {}
-    for spk in c_sorted(list(speakers)):
-        groups.setdefault(genders.get(spk, "?"), []).append(spk)
-    picked: List[str] = []
-    while len(picked) < count and any(groups.values()):
-        for gender in sorted(groups):
-            if groups[gender] and len(picked) < count:
-                picked.append(groups[gender].pop(0))
-    return c_sorted(picked)
-
-
-def conversion_pairs(eval_utts: List[Utt], genders: Dict[str, str], num_speakers: int, num_utts: int) -> List[str]:
-    """``source_utt target_spk -`` lines: one speaker unit per person, persons gender-balanced."""
+def person_units(utts: List[Utt], genders: Dict[str, str], num_persons: int) -> Dict[str, Tuple[str, List[str]]]:
+    """``num_persons`` persons (gender-balanced), each with the speaker unit that stands for it (the one with
+    the most utterances; ties: the first id) and that unit's sorted utterances."""
     units: Dict[str, Dict[str, List[str]]] = {}
-    for u in eval_utts:
+    for u in utts:
         units.setdefault(u.person, {}).setdefault(u.spk, []).append(u.utt)
-    persons = pick_balanced(list(units), genders, num_speakers)
-    # The unit with the most utterances stands for its person (ties: the first id).
-    unit_of = {p: sorted(units[p].items(), key=lambda kv: (-len(kv[1]), kv[0].encode()))[0] for p in persons}
-    lines = []
-    for source in persons:
-        utts = c_sorted(unit_of[source][1])
-        for utt in utts[:num_utts] if num_utts > 0 else utts:
-            lines.extend(f"{utt} {unit_of[target][0]} -" for target in persons if target != source)
-    return c_sorted(lines)
+    chosen = {}
+    for person in pick_balanced(list(units), genders, num_persons):
+        spk, utts = sorted(units[person].items(), key=lambda kv: (-len(kv[1]), kv[0].encode()))[0]
+        chosen[person] = (spk, c_sorted(utts))
+    return chosen
+
+
+def conversion_pairs(eval_utts: List[Utt], genders: Dict[str, str], num_speakers: int, num_utts: int,
+                     targets: Optional[List[str]] = None) -> List[str]:
+    """``source_utt target_spk -`` lines from ``num_speakers`` eval persons to ``targets`` (seen-target
+    pairs), or, without ``targets``, to every other of those persons (zero-shot pairs)."""
+    units = person_units(eval_utts, genders, num_speakers)
+    sources = {spk: utts[:num_utts] if num_utts > 0 else utts for spk, utts in units.values()}
+    if targets is None:
+        person_of = {spk: person for person, (spk, _) in units.items()}
+        lines = []
+        for spk, utts in sources.items():
+            lines.extend(f"{utt} {target} -" for utt in utts for target in sources
+                         if person_of[target] != person_of[spk])
+        return c_sorted(lines)
+    return seen_target_pairs(sources, targets)
 
 
 def data_dir_files(utts: List[Utt], genders: Dict[str, str]) -> Dict[str, List[str]]:
@@ -199,6 +203,16 @@ def get_parser() -> argparse.ArgumentParser:
                         help="speaker id: SPK-CHAPTER (Kaldi's recipe) or SPK")
     parser.add_argument("--num-pair-speakers", type=int, default=8, help="eval speakers in eval/pairs (0: all)")
     parser.add_argument("--num-pair-utts", type=int, default=5, help="source utterances per pair speaker (0: all)")
+    parser.add_argument("--pair-targets", choices=("seen", "eval"), default="seen",
+                        help="seen: train speakers with a held-out slice in eval; eval: other eval speakers "
+                        "(zero-shot)")
+    parser.add_argument("--num-pair-targets", type=int, default=4,
+                        help="seen targets: train speakers (gender-balanced)")
+    parser.add_argument("--num-target-ref-utts", type=int, default=3,
+                        help="seen targets: utterances of each moved from train to eval (references, centroid)")
+    parser.add_argument("--num-target-dev-utts", type=int, default=2,
+                        help="seen targets: utterances of each moved from train to dev (validation of models with a "
+                        "speaker table, which cannot reconstruct the unseen dev speakers)")
     parser.add_argument("--check-layout", action="store_true", help="only check that the subsets are whole")
     parser.add_argument("--verbose", type=int, default=1, help="logging level (0: warnings, 1: info, 2: debug)")
     parser.add_argument("db_dir", type=Path, help="the corpus (stage 0)")
@@ -220,8 +234,23 @@ def prepare(args: argparse.Namespace) -> None:
             prefix = next(p for p, s in SPLIT_OF_PREFIX.items() if s == name)
             raise CorpusError(f"no {prefix}-* subset among '{' '.join(subsets)}', so {name} would be empty: add one "
                               f"to --subsets of stage 0 and stage 1")
+    targets = None
+    if args.pair_targets == "seen":
+        target_units = person_units(splits["train"], genders, args.num_pair_targets)
+        targets = c_sorted([spk for spk, _ in target_units.values()])
+        splits["train"], held = hold_out(splits["train"], targets, args.num_target_ref_utts)
+        logging.info("seen targets %s: %d utterance(s) each held out of train into eval, %d into dev",
+                     " ".join(targets), args.num_target_ref_utts, args.num_target_dev_utts)
+        pair_sources = list(splits["eval"])
+        splits["eval"] = sorted(splits["eval"] + held, key=lambda u: u.utt.encode())
+        if args.num_target_dev_utts > 0:
+            splits["train"], held_dev = hold_out(splits["train"], targets, args.num_target_dev_utts)
+            splits["dev"] = sorted(splits["dev"] + held_dev, key=lambda u: u.utt.encode())
+    else:
+        pair_sources = splits["eval"]
     all_files = {name: data_dir_files(splits[name], genders) for name in SPLITS}
-    all_files["eval"]["pairs"] = conversion_pairs(splits["eval"], genders, args.num_pair_speakers, args.num_pair_utts)
+    all_files["eval"]["pairs"] = conversion_pairs(pair_sources, genders, args.num_pair_speakers, args.num_pair_utts,
+                                                  targets)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         write_data_dir(args.data_dir / name, all_files[name])
@@ -242,7 +271,7 @@ def main() -> None:
         if args.data_dir is None:
             raise CorpusError("no <data-dir> given")
         prepare(args)
-    except (CorpusError, OSError, RuntimeError) as error:  # soundfile raises RuntimeError subclasses
+    except (CorpusError, PairError, OSError, RuntimeError) as error:  # soundfile raises RuntimeError subclasses
         sys.exit(f"{Path(sys.argv[0]).name}: error: {error}")
 
 

@@ -23,10 +23,15 @@ Utterances without a transcript (speaker p315 has none in 0.92; a few files else
 out with a warning unless ``--keep-untranscribed true`` (then their text is empty). Text without
 audio for the chosen mic (p280 has no mic2 files) is skipped and counted.
 
-<data-dir>/eval/pairs: ``source_utt target_spk reference_utt`` among the pair speakers (the eval
-speakers of the speaker split; ``--num-eval-speakers`` gender-balanced ones in the utterance split),
-``--num-pair-utts`` sources per speaker, preferring sentences others read too; the reference is
-the target speaker's eval utterance with the same text, or ``-`` where there is none.
+<data-dir>/eval/pairs: ``source_utt target_spk reference_utt``, ``--num-pair-utts`` sources per source
+speaker, preferring sentences the targets read too; the reference is the target speaker's eval
+utterance with the same text, or ``-`` where there is none. Utterance split: among
+``--num-eval-speakers`` gender-balanced speakers. Speaker split: from the eval speakers to
+(``--pair-targets``)
+  seen  (default) ``--num-pair-targets`` train speakers (gender-balanced), each with
+        ``--num-target-ref-utts`` utterances moved from train to eval (the sources' sentences first,
+        so they are parallel references; no training sees them; stage 9's centroids come from them);
+  eval  the other eval speakers (zero-shot: only for a model that takes its target from a recording).
 
 Example:
     python3 local/vctk/data_prep.py --mic mic1 --split speaker db/vctk data
@@ -40,11 +45,12 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import soundfile
 
 from voiceswap.data.kaldi_dir import c_sorted, data_dir_tables, resampling_pipe, write_data_dir
+from voiceswap.data.pairs import PairError, hold_out, seen_target_pairs
 
 SPLITS = ("train", "dev", "eval")
 WAV_DIR = "wav48_silence_trimmed"
@@ -197,23 +203,37 @@ def split_by_sentence(utts: List[Utt], num_dev: int, num_eval: int) -> Dict[str,
     return splits
 
 
-def conversion_pairs(eval_utts: List[Utt], pair_speakers: List[str], num_pair_utts: int) -> List[str]:
-    """``source target reference`` lines; reference = the target's utterance of the same text, or -."""
-    by_spk: Dict[str, List[Utt]] = {}
-    for u in eval_utts:
-        by_spk.setdefault(u.spk, []).append(u)
+def source_utterances(utts: List[Utt], sources: List[str], targets: List[str], texts_of_targets: Dict[str, set],
+                      num_pair_utts: int) -> Dict[str, List[Utt]]:
+    """``num_pair_utts`` utterances of each source speaker (0: all), preferring sentences the targets read."""
+    chosen = {}
+    for source in sources:
+        others = [t for t in targets if t != source]
+        candidates = sorted((u for u in utts if u.spk == source),
+                            key=lambda u: (-sum(normalise(u.text) in texts_of_targets.get(t, set()) for t in others)
+                                           if u.text else 0, u.utt))
+        chosen[source] = candidates[:num_pair_utts] if num_pair_utts > 0 else candidates
+    return chosen
+
+
+def texts_by_speaker(utts: List[Utt]) -> Dict[str, set]:
+    texts: Dict[str, set] = {}
+    for u in utts:
+        if u.text:
+            texts.setdefault(u.spk, set()).add(normalise(u.text))
+    return texts
+
+
+def conversion_pairs(eval_utts: List[Utt], sources: List[str], num_pair_utts: int,
+                     targets: Optional[List[str]] = None) -> List[str]:
+    """``source target reference`` lines from ``sources`` to ``targets`` (default: the sources themselves);
+    reference = the target's eval utterance of the same text, or -."""
+    targets = sources if targets is None else targets
     by_text = {(u.spk, normalise(u.text)): u.utt for u in eval_utts if u.text}
-    lines = []
-    for source in pair_speakers:
-        others = [t for t in pair_speakers if t != source]
-        # Prefer sentences the targets read too: those pairs can be scored against a reference.
-        candidates = sorted(by_spk.get(source, []),
-                            key=lambda u: (-sum((t, normalise(u.text)) in by_text for t in others), u.utt))
-        chosen = candidates[:num_pair_utts] if num_pair_utts > 0 else candidates
-        for u in chosen:
-            for target in others:
-                lines.append(f"{u.utt} {target} {by_text.get((target, normalise(u.text)), '-') if u.text else '-'}")
-    return c_sorted(lines)
+    chosen = source_utterances(eval_utts, sources, targets, texts_by_speaker(eval_utts), num_pair_utts)
+    text_of = {u.utt: normalise(u.text) for u in eval_utts if u.text}
+    return seen_target_pairs({spk: [u.utt for u in utts] for spk, utts in chosen.items()}, targets,
+                             lambda utt, target: by_text.get((target, text_of[utt])) if utt in text_of else None)
 
 
 def data_dir_files(utts: List[Utt], genders: Dict[str, str]) -> Dict[str, List[str]]:
@@ -243,6 +263,16 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-speakers", default="", help="explicit eval (and pair) speakers")
     parser.add_argument("--num-pair-utts", type=int, default=5,
                         help="source utterances per speaker in eval/pairs (0: all)")
+    parser.add_argument("--pair-targets", choices=("seen", "eval"), default="seen",
+                        help="speaker split: seen = train speakers with a held-out slice in eval; eval = the other "
+                        "eval speakers (zero-shot)")
+    parser.add_argument("--num-pair-targets", type=int, default=4,
+                        help="speaker split, seen targets: train speakers (gender-balanced)")
+    parser.add_argument("--num-target-ref-utts", type=int, default=3,
+                        help="speaker split, seen targets: utterances of each moved from train to eval")
+    parser.add_argument("--num-target-dev-utts", type=int, default=2,
+                        help="seen targets: utterances of each moved from train to dev (validation of models with a "
+                        "speaker table, which cannot reconstruct the unseen dev speakers)")
     parser.add_argument("--keep-untranscribed", choices=("true", "false"), default="false",
                         help="keep utterances without a transcript (empty text)")
     parser.add_argument("--check-layout", action="store_true", help="only check the corpus layout and exit")
@@ -277,9 +307,25 @@ def prepare(args: argparse.Namespace) -> None:
     for name in SPLITS:
         if not splits[name]:
             raise CorpusError(f"the {args.split} split leaves {name} empty: check the split options")
-    all_files = {name: data_dir_files(splits[name], genders) for name in SPLITS}
     pair_speakers = [s for s in eval_speakers if any(u.spk == s for u in splits["eval"])]
-    all_files["eval"]["pairs"] = conversion_pairs(splits["eval"], pair_speakers, args.num_pair_utts)
+    targets = None
+    if args.split == "speaker" and args.pair_targets == "seen":
+        train_speakers = c_sorted(list({u.spk for u in splits["train"]}))
+        targets = pick_balanced(train_speakers, genders, min(args.num_pair_targets, len(train_speakers)))
+        # Hold out the targets' readings of the sources' sentences first: parallel references.
+        chosen = source_utterances(splits["eval"], pair_speakers, targets, texts_by_speaker(splits["train"]),
+                                   args.num_pair_utts)
+        wanted = {normalise(u.text) for utts in chosen.values() for u in utts if u.text}
+        splits["train"], held = hold_out(splits["train"], targets, args.num_target_ref_utts,
+                                         prefer=lambda u: bool(u.text) and normalise(u.text) in wanted)
+        splits["eval"] = sorted(splits["eval"] + held, key=lambda u: u.utt.encode())
+        if args.num_target_dev_utts > 0:
+            splits["train"], held_dev = hold_out(splits["train"], targets, args.num_target_dev_utts)
+            splits["dev"] = sorted(splits["dev"] + held_dev, key=lambda u: u.utt.encode())
+        logging.info("seen targets %s: %d utterance(s) each held out of train into eval, %d into dev",
+                     " ".join(targets), args.num_target_ref_utts, args.num_target_dev_utts)
+    all_files = {name: data_dir_files(splits[name], genders) for name in SPLITS}
+    all_files["eval"]["pairs"] = conversion_pairs(splits["eval"], pair_speakers, args.num_pair_utts, targets)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         write_data_dir(args.data_dir / name, all_files[name])
@@ -301,7 +347,7 @@ def main() -> None:
         if args.data_dir is None:
             raise CorpusError("no <data-dir> given")
         prepare(args)
-    except (CorpusError, OSError, RuntimeError) as error:  # soundfile raises RuntimeError subclasses
+    except (CorpusError, PairError, OSError, RuntimeError) as error:  # soundfile raises RuntimeError subclasses
         sys.exit(f"{Path(sys.argv[0]).name}: error: {error}")
 
 

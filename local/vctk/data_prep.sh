@@ -13,6 +13,10 @@ num_eval_speakers=8
 dev_speakers=""
 eval_speakers=""
 num_pair_utts=5
+pair_targets=seen
+num_pair_targets=4
+num_target_ref_utts=3
+num_target_dev_utts=2
 keep_untranscribed=false
 help_message="Usage: $0 [options] <db-dir> <data-dir>
 Kaldi data prep (stage 1) for VCTK 0.92 in <db-dir>.
@@ -28,6 +32,11 @@ Options:
   --dev-speakers \"<ids>\"       # explicit dev speakers (speaker split)
   --eval-speakers \"<ids>\"      # explicit eval / pair speakers
   --num-pair-utts <n>          # source utterances per speaker in eval/pairs, 0 = all (default: $num_pair_utts)
+  --pair-targets <seen|eval>   # speaker split: seen = train speakers, a held-out slice of each in eval;
+                               # eval = the other eval speakers, zero-shot (default: $pair_targets)
+  --num-pair-targets <n>       # speaker split: seen targets, gender-balanced (default: $num_pair_targets)
+  --num-target-ref-utts <n>    # speaker split: utterances of each seen target held out into eval (default: $num_target_ref_utts)
+  --num-target-dev-utts <n>    # utterances of each seen target held out into dev, for validation (default: $num_target_dev_utts)
   --keep-untranscribed <bool>  # keep utterances without text (p315), with empty text (default: $keep_untranscribed)"
 
 . utils/parse_options.sh
@@ -47,4 +56,6 @@ python3 local/vctk/data_prep.py --mic "$mic" --split "$split" \
   --num-dev-sentences "$num_dev_sentences" --num-eval-sentences "$num_eval_sentences" \
   --num-dev-speakers "$num_dev_speakers" --num-eval-speakers "$num_eval_speakers" \
   --dev-speakers "$dev_speakers" --eval-speakers "$eval_speakers" \
-  --num-pair-utts "$num_pair_utts" --keep-untranscribed "$keep_untranscribed" "$db" "$data"
+  --num-pair-utts "$num_pair_utts" --pair-targets "$pair_targets" --num-pair-targets "$num_pair_targets" \
+  --num-target-ref-utts "$num_target_ref_utts" \
+  --num-target-dev-utts "$num_target_dev_utts" --keep-untranscribed "$keep_untranscribed" "$db" "$data"

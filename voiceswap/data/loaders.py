@@ -27,9 +27,10 @@ instead: stream ``data.feats`` (the features *before* normalisation, e.g. ``raw/
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -37,6 +38,8 @@ from voiceswap.data.dataset import BucketBatchSampler, FeatsDataset, collate_pad
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
 from voiceswap.data.segments import MelAudioSegmentDataset, check_mel_config, collate_segments
 from voiceswap.data.streams import StreamLayout, stream_scp
+
+logger = logging.getLogger(__name__)
 
 
 class DimensionMismatch(ValueError):
@@ -79,6 +82,29 @@ class Loaders:
     spk2id: Dict[str, int]
 
 
+def known_valid_speakers(utt2spk_path: str, spk2id: Mapping[str, int],
+                         selected: Optional[Sequence[str]]) -> Optional[List[str]]:
+    """The valid set's speakers a model with speaker table ``spk2id`` can reconstruct (None: all of them).
+
+    A speaker-disjoint split's dev speakers are unseen in training: validation leaves them out (and says
+    so) and uses the dev utterances of train speakers that stage 1 held out; with none, it is an error.
+    """
+    if selected is not None:
+        return list(selected)
+    speakers = set(read_kaldi_map(utt2spk_path).values())
+    unseen = sorted(speakers - set(spk2id), key=str.encode)
+    if not unseen:
+        return None
+    known = sorted(speakers & set(spk2id), key=str.encode)
+    if not known:
+        raise DataDirError(f"no speaker of {utt2spk_path} is a train speaker, so a model with a speaker table cannot "
+                           "be validated on it; give the dev set held-out utterances of train speakers (the real "
+                           "corpora's stage 1 does with its default --pair-targets seen)")
+    logger.info("validation: %d speaker(s) of %s are unseen in training and left out (%s%s); %d are used",
+                len(unseen), utt2spk_path, " ".join(unseen[:5]), " ..." if len(unseen) > 5 else "", len(known))
+    return known
+
+
 def build_loaders(config: Mapping, layout: StreamLayout, data_dir: str, train_set: str = "train",
                   valid_set: str = "dev", world_size: int = 1, rank: int = 0, pin_memory: bool = False,
                   stream_config: Optional[Mapping] = None) -> Loaders:
@@ -97,8 +123,10 @@ def build_loaders(config: Mapping, layout: StreamLayout, data_dir: str, train_se
     train_data = FeatsDataset(_stream_scps(config, stream_config, train_set, layout), utt2spk_path, spk2id,
                               crop_frames=data["crop_frames"], seed=seed, speakers=selected)
     # Validation reads whole utterances with the train set's frame ratios (a small set could round otherwise).
-    valid_data = FeatsDataset(_stream_scps(config, stream_config, valid_set, layout), f"{data_dir}/{valid_set}/utt2spk",
-                              spk2id, frame_ratios=dict(train_data.frame_ratios), speakers=selected)
+    valid_utt2spk = f"{data_dir}/{valid_set}/utt2spk"
+    valid_data = FeatsDataset(_stream_scps(config, stream_config, valid_set, layout), valid_utt2spk,
+                              spk2id, frame_ratios=dict(train_data.frame_ratios),
+                              speakers=known_valid_speakers(valid_utt2spk, spk2id, selected))
     check_dims(config, train_data)
     if data.get("min_windows_per_speaker") and rank == 0:
         warn_few_windows(train_data, spk2id, int(data["min_windows_per_speaker"]))

@@ -1,0 +1,72 @@
+"""Conversion pairs of a speaker-disjoint split whose targets a model knows (stage 1 of the real corpora).
+
+In a speaker-disjoint split (LibriSpeech's subsets, VCTK's ``--split speaker``) no eval speaker is in
+train, so a model that looks its target up in a speaker table cannot convert to one. The seen-target
+pairs convert the unseen eval speakers' utterances to a few *train* speakers instead (spread over genders),
+and a held-out slice of each target's utterances moves from train to eval: no training ever sees it, and
+stage 9 takes the targets' references and speaker centroids from it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
+
+from voiceswap.data.kaldi_dir import c_sorted
+
+U = TypeVar("U")  # a corpus's utterance record, with .utt and .spk
+
+
+class PairError(ValueError):
+    """Pairs that cannot be made from the split; the message says which option to change."""
+
+
+def pick_balanced(speakers: Sequence[str], genders: Mapping[str, str], count: int) -> List[str]:
+    """``count`` speakers alternating genders in sorted order (deterministic); 0 or more than there are: all."""
+    if count <= 0 or count >= len(speakers):
+        return c_sorted(list(speakers))
+    groups: Dict[str, List[str]] = {}
+    for spk in c_sorted(list(speakers)):
+        groups.setdefault(genders.get(spk, "?"), []).append(spk)
+    picked: List[str] = []
+    while len(picked) < count:
+        for gender in sorted(groups):
+            if groups[gender] and len(picked) < count:
+                picked.append(groups[gender].pop(0))
+    return c_sorted(picked)
+
+
+def hold_out(train: Sequence[U], targets: Sequence[str], count: int,
+             prefer: Callable[[U], bool] = lambda u: False) -> Tuple[List[U], List[U]]:
+    """Move ``count`` utterances of each target speaker out of ``train``: those ``prefer`` picks first (e.g.
+    sentences a source speaks too, for parallel references), then the last in sorted order.
+
+    Returns (train without them, the held-out utterances). Each target keeps at least as many training
+    utterances as it gives.
+    """
+    if count < 1:
+        raise PairError(f"--num-target-ref-utts must be at least 1 (the targets' references), got {count}")
+    held: List[U] = []
+    for target in targets:
+        mine = sorted((u for u in train if u.spk == target), key=lambda u: u.utt.encode())  # type: ignore[attr-defined]
+        if len(mine) < 2 * count:
+            raise PairError(f"target speaker {target} has {len(mine)} training utterance(s): holding out {count} "
+                            f"would leave it too few to learn; ask for fewer (--num-target-ref-utts) or other targets")
+        ranked = sorted(enumerate(mine), key=lambda item: (not prefer(item[1]), -item[0]))
+        held.extend(u for _, u in ranked[:count])
+    held_ids = {u.utt for u in held}  # type: ignore[attr-defined]
+    return [u for u in train if u.utt not in held_ids], held  # type: ignore[attr-defined]
+
+
+def seen_target_pairs(sources: Mapping[str, Sequence[str]], targets: Sequence[str],
+                      reference_of: Callable[[str, str], Optional[str]] = lambda utt, target: None) -> List[str]:
+    """``source_utt target_spk reference_utt`` lines (``-``: no reference): every source utterance (by source
+    speaker) to every target; ``reference_of(source_utt, target)`` names the target's utterance of the same
+    sentence where there is one."""
+    lines = []
+    for speaker in c_sorted(list(sources)):
+        for utt in sources[speaker]:
+            for target in targets:
+                if target == speaker:
+                    continue
+                lines.append(f"{utt} {target} {reference_of(utt, target) or '-'}")
+    return c_sorted(lines)
