@@ -483,10 +483,12 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     mkdir -p "${_out}/split"
     cp "${data_dir}/${eval_set}/pairs" "${_out}/items"
     if ${convert_reconstruct}; then
-      # Each source once more in its own voice: the ceiling of what the decoder + vocoder can do.
+      # Each source once more in its own voice: the ceiling of what the decoder + vocoder can do. Only
+      # sources of train speakers: an unseen speaker (speaker-disjoint split) has no voice to decode with.
       cut -d' ' -f1 "${data_dir}/${eval_set}/pairs" | sort -u > "${_out}/sources"
       utils/filter_scp.pl "${_out}/sources" "${data_dir}/${eval_set}/utt2spk" \
-        | awk '{print $1, $2, $1}' >> "${_out}/items"
+        | awk 'NR == FNR { seen[$1] = 1; next } ($2 in seen) { print $1, $2, $1 }' \
+          "${data_dir}/${train_set}/spk2utt" - >> "${_out}/items"
     fi
     _num_items=$(wc -l < "${_out}/items")
     _nj=$(( nj < _num_items ? nj : _num_items ))
