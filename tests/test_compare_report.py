@@ -123,7 +123,8 @@ def test_report_has_every_pair_player_and_relative_paths_only(models_run):
     page = (report / "index.html").read_text()
     assert page.count('<div class="pair"') == 3
     assert page.count("<audio ") == 3 * 4  # source, target reference, vqvae, vaegan
-    assert str(tmp) not in page.split("made by")[0]  # the players and images use relative paths
+    assert str(tmp) not in page.split("; made ")[0]  # the table above the players: no absolute path
+    assert str(tmp) not in page.split("</code>")[1]  # the players and images use relative paths
     assert "| 1 |" in (report / "comparison.md").read_text()
 
 

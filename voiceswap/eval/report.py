@@ -28,6 +28,7 @@ from voiceswap.eval import plots
 from voiceswap.eval.compare import LEGEND, Entry, comparison_markdown, comparison_rows, notes
 from voiceswap.eval.layout import convert_dir, plots_dir, scores_dir
 from voiceswap.eval.plan import Item, read_conversions, spread
+from voiceswap.eval.results import environment
 from voiceswap.features.spectral import FeatureExtractor, load_feature_config
 
 logger = logging.getLogger(__name__)
@@ -218,8 +219,12 @@ def write_report(entries: Sequence[Entry], data_dir: Path, eval_set: str, out_di
     body = [f"<h1>{html.escape(title)}</h1>",
             f"<p>{html.escape(LEGEND)}</p>", _table_html(header, rows)]
     body += [f"<p><b>Note:</b> {html.escape(note)}</p>" for note in notes(entries)]
-    body.append(f"<p>{len(items)} of the pairs every experiment converted; made by <code>{html.escape(command)}"
-                "</code></p>")
+    env = environment()
+    made = (f"{env['date']}; python {env['python']}, torch {env['torch']}, torchaudio {env['torchaudio']}, "
+            f"voiceswap {env['voiceswap']}, git {env['git_hash']}")
+    body.append(f"<p>{len(items)} of the pairs every experiment converted; made {html.escape(made)} by "
+                f"<code>{html.escape(command)}</code>; each experiment's training and scoring commands are in its "
+                "scores_&lt;vocoder&gt;/RESULTS.md</p>")
     for item in items:
         reference = writer.reference_of(item)
         source_wav = writer.real_audio(item.source_utt)
@@ -252,6 +257,6 @@ def write_report(entries: Sequence[Entry], data_dir: Path, eval_set: str, out_di
         f.write(page)
     with atomic_open(out_dir / "comparison.md") as f:
         f.write(f"# Comparison: {first['corpus']}, {first['eval_set']} set\n\n{comparison_markdown(entries)}\n"
-                f"Made by `{command}`\n")
+                f"Made {made} by `{command}`\n")
     logger.info("report of %d experiments and %d pairs: %s", len(columns), len(items), index)
     return index
