@@ -20,10 +20,11 @@ def run(tmp: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--stage", "11"], "the last stage is 10"),
-    (["--stop-stage", "12"], "the last stage is 10"),
+    (["--stage", "12"], "the last stage is 11"),
+    (["--stop-stage", "13"], "the last stage is 11"),
     (["--stage", "5", "--stop-stage", "2"], "--stop-stage 2 is below --stage 5"),
-    (["--stage", "abc"], "must be stage numbers 0-10"),
+    (["--stage", "abc"], "must be stage numbers 0-11"),
+    (["--report-pairs", "0"], "--report-pairs must be a positive integer"),
     (["--nj", "0"], "--nj must be a positive integer"),
     (["--nj", "abc"], "--nj must be a positive integer"),
     (["--ngpu", "x"], "--ngpu must be 0"),

@@ -109,8 +109,11 @@ def entries_of(all_metrics: Sequence[Mapping[str, Any]]) -> List[Entry]:
     """One entry per metrics.json (stage 9 of one experiment x vocoder), with training time and RTF."""
     entries = []
     for metrics in all_metrics:
-        exp = Path(metrics["exp_dir"])
-        entries.append(Entry(metrics, training_seconds(exp), conversion_rtf(exp, metrics["vocoder"])))
+        exp = metrics.get("exp_dir")  # absent from metrics.json files older than the field
+        if exp is None or not Path(exp).is_dir():
+            entries.append(Entry(metrics))
+            continue
+        entries.append(Entry(metrics, training_seconds(Path(exp)), conversion_rtf(Path(exp), metrics["vocoder"])))
     return entries
 
 
