@@ -325,10 +325,11 @@ TINY_VAEGAN = ("data.crop_frames=32 data.batch_size=2 data.num_workers=0 model.e
 
 
 def test_flickr8k_vaegan_one_to_one_recipe(prepared, server):
-    """The VAE-GAN seed's recipe: speakers 4 and 7 of Flickr8k, one-to-one, through conversion (stages 2-8)."""
+    """The VAE-GAN seed's recipe: speakers 4 and 7 of Flickr8k, one-to-one, through scoring (stages 2-9)."""
     tmp = prepared["flickr8k"]
-    result = run_recipe(tmp, server, "flickr8k", "--model", "vaegan_flickr8k", "--stage", "2", "--stop-stage", "8",
-                        "--feats", "logmel80", "--train-overrides", TINY_VAEGAN)
+    result = run_recipe(tmp, server, "flickr8k", "--model", "vaegan_flickr8k", "--stage", "2", "--stop-stage", "9",
+                        "--feats", "logmel80", "--train-overrides", TINY_VAEGAN,
+                        "--classifier-overrides", TINY_CLASSIFIER, "--score-opts", "--mos-max-pairs 1")
     assert result.returncode == 0, result.stderr[-4000:]
     (exp,) = [p for p in (tmp / "exp").iterdir() if p.name.startswith("vaegan_flickr8k")]
     assert read_map(exp / "spk2id") == {"spk004": "0", "spk007": "1"}
@@ -340,6 +341,11 @@ def test_flickr8k_vaegan_one_to_one_recipe(prepared, server):
     assert sorted((row[2], row[3], row[5]) for row in rows) == [
         ("spk004", "spk004", "reconstruction"), ("spk004", "spk007", "conversion"),
         ("spk007", "spk004", "conversion"), ("spk007", "spk007", "reconstruction")]
+    # No transcripts in the audio archive: everything is scored but the words, and the notes say so.
+    metrics = json.loads((exp / "scores_griffinlim" / "metrics.json").read_text())
+    assert metrics["rows"]["converted"].get("wer") is None and metrics["asr_judges"] is None
+    assert any("text is missing (the corpus has no transcripts)" in note for note in metrics["notes"])
+    assert 0.0 <= metrics["rows"]["converted"]["spk_acc"] <= 1.0
 
 
 TINY_VQVAE = ("model.hidden_dim=32 model.residual_dim=16 model.code_dim=16 model.codebook_size=8 model.speaker_dim=8 "

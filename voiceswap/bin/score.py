@@ -110,10 +110,17 @@ class Inputs:
         unknown = self.measures - set(ALL_MEASURES)
         if unknown:
             raise ScoreInputError(f"--measures: unknown {sorted(unknown)}; valid: {','.join(ALL_MEASURES)}")
+        # A corpus without transcripts (Flickr8k's audio archive) is scored on everything but the words.
+        no_text = "asr" in self.measures and not (self.data / "text").is_file()
+        if no_text:
+            self.measures.discard("asr")
         self.utt2spk = dict(read_kaldi_map(self.data / "utt2spk"))
         self.items = read_conversions(self.convert / "conversions")
         self.plan = build_plan(self.items, self.utt2spk, args.max_pairs, args.asr_max_pairs, args.mos_max_pairs,
                                self.measures)
+        if no_text:
+            self.plan.notes.append(f"{self.data / 'text'} is missing (the corpus has no transcripts): WER and CER "
+                                   "are skipped")
         if not self.plan.parallel:
             self.plan.pairs = [p for p in self.plan.pairs if p.row != "oracle"]
         self.feature_config = load_feature_config(self.dump / "raw" / args.feats / args.eval_set / "feats_config.yaml")
@@ -206,9 +213,6 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
     start = time.perf_counter()
     records = load_records(inputs, args.nj)
     text = dict(read_kaldi_map(inputs.data / "text")) if (inputs.data / "text").is_file() else {}
-    if "asr" in inputs.measures and not text:
-        raise ScoreInputError(f"{inputs.data / 'text'} is missing: WER needs transcripts "
-                              "(or leave 'asr' out of --measures)")
     speakers: List[str] = []
     if "clf" in inputs.measures:
         from voiceswap.data.dataset import read_spk2id
