@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import soundfile
 
 from voiceswap.data.kaldi_dir import c_sorted, data_dir_tables, resampling_pipe, write_data_dir
-from voiceswap.data.pairs import PairError, hold_out, pick_balanced, seen_target_pairs
+from voiceswap.data.pairs import PairError, add_seen_target_args, hold_out_targets, pick_balanced, seen_target_pairs
 
 SPLITS = ("train", "dev", "eval")
 SPLIT_OF_PREFIX = {"train": "train", "dev": "dev", "test": "eval"}
@@ -203,16 +203,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="speaker id: SPK-CHAPTER (Kaldi's recipe) or SPK")
     parser.add_argument("--num-pair-speakers", type=int, default=8, help="eval speakers in eval/pairs (0: all)")
     parser.add_argument("--num-pair-utts", type=int, default=5, help="source utterances per pair speaker (0: all)")
-    parser.add_argument("--pair-targets", choices=("seen", "eval"), default="seen",
-                        help="seen: train speakers with a held-out slice in eval; eval: other eval speakers "
-                        "(zero-shot)")
-    parser.add_argument("--num-pair-targets", type=int, default=4,
-                        help="seen targets: train speakers (gender-balanced)")
-    parser.add_argument("--num-target-ref-utts", type=int, default=3,
-                        help="seen targets: utterances of each moved from train to eval (references, centroid)")
-    parser.add_argument("--num-target-dev-utts", type=int, default=2,
-                        help="seen targets: utterances of each moved from train to dev (validation of models with a "
-                        "speaker table, which cannot reconstruct the unseen dev speakers)")
+    add_seen_target_args(parser)
     parser.add_argument("--check-layout", action="store_true", help="only check that the subsets are whole")
     parser.add_argument("--verbose", type=int, default=1, help="logging level (0: warnings, 1: info, 2: debug)")
     parser.add_argument("db_dir", type=Path, help="the corpus (stage 0)")
@@ -238,14 +229,8 @@ def prepare(args: argparse.Namespace) -> None:
     if args.pair_targets == "seen":
         target_units = person_units(splits["train"], genders, args.num_pair_targets)
         targets = c_sorted([spk for spk, _ in target_units.values()])
-        splits["train"], held = hold_out(splits["train"], targets, args.num_target_ref_utts)
-        logging.info("seen targets %s: %d utterance(s) each held out of train into eval, %d into dev",
-                     " ".join(targets), args.num_target_ref_utts, args.num_target_dev_utts)
         pair_sources = list(splits["eval"])
-        splits["eval"] = sorted(splits["eval"] + held, key=lambda u: u.utt.encode())
-        if args.num_target_dev_utts > 0:
-            splits["train"], held_dev = hold_out(splits["train"], targets, args.num_target_dev_utts)
-            splits["dev"] = sorted(splits["dev"] + held_dev, key=lambda u: u.utt.encode())
+        hold_out_targets(splits, targets, args)
     else:
         pair_sources = splits["eval"]
     all_files = {name: data_dir_files(splits[name], genders) for name in SPLITS}

@@ -50,7 +50,7 @@ from typing import Dict, List, Optional, Sequence
 import soundfile
 
 from voiceswap.data.kaldi_dir import c_sorted, data_dir_tables, resampling_pipe, write_data_dir
-from voiceswap.data.pairs import PairError, hold_out, seen_target_pairs
+from voiceswap.data.pairs import PairError, add_seen_target_args, hold_out_targets, seen_target_pairs
 
 SPLITS = ("train", "dev", "eval")
 WAV_DIR = "wav48_silence_trimmed"
@@ -263,16 +263,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-speakers", default="", help="explicit eval (and pair) speakers")
     parser.add_argument("--num-pair-utts", type=int, default=5,
                         help="source utterances per speaker in eval/pairs (0: all)")
-    parser.add_argument("--pair-targets", choices=("seen", "eval"), default="seen",
-                        help="speaker split: seen = train speakers with a held-out slice in eval; eval = the other "
-                        "eval speakers (zero-shot)")
-    parser.add_argument("--num-pair-targets", type=int, default=4,
-                        help="speaker split, seen targets: train speakers (gender-balanced)")
-    parser.add_argument("--num-target-ref-utts", type=int, default=3,
-                        help="speaker split, seen targets: utterances of each moved from train to eval")
-    parser.add_argument("--num-target-dev-utts", type=int, default=2,
-                        help="seen targets: utterances of each moved from train to dev (validation of models with a "
-                        "speaker table, which cannot reconstruct the unseen dev speakers)")
+    add_seen_target_args(parser)
     parser.add_argument("--keep-untranscribed", choices=("true", "false"), default="false",
                         help="keep utterances without a transcript (empty text)")
     parser.add_argument("--check-layout", action="store_true", help="only check the corpus layout and exit")
@@ -316,14 +307,7 @@ def prepare(args: argparse.Namespace) -> None:
         chosen = source_utterances(splits["eval"], pair_speakers, targets, texts_by_speaker(splits["train"]),
                                    args.num_pair_utts)
         wanted = {normalise(u.text) for utts in chosen.values() for u in utts if u.text}
-        splits["train"], held = hold_out(splits["train"], targets, args.num_target_ref_utts,
-                                         prefer=lambda u: bool(u.text) and normalise(u.text) in wanted)
-        splits["eval"] = sorted(splits["eval"] + held, key=lambda u: u.utt.encode())
-        if args.num_target_dev_utts > 0:
-            splits["train"], held_dev = hold_out(splits["train"], targets, args.num_target_dev_utts)
-            splits["dev"] = sorted(splits["dev"] + held_dev, key=lambda u: u.utt.encode())
-        logging.info("seen targets %s: %d utterance(s) each held out of train into eval, %d into dev",
-                     " ".join(targets), args.num_target_ref_utts, args.num_target_dev_utts)
+        hold_out_targets(splits, targets, args, prefer=lambda u: bool(u.text) and normalise(u.text) in wanted)
     all_files = {name: data_dir_files(splits[name], genders) for name in SPLITS}
     all_files["eval"]["pairs"] = conversion_pairs(splits["eval"], pair_speakers, args.num_pair_utts, targets)
     args.data_dir.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,16 @@ stage 9 takes the targets' references and speaker centroids from it.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
+import argparse
+import logging
+from typing import Callable, Dict, List, Mapping, MutableMapping, Optional, Sequence, Tuple, TypeVar
 
 from voiceswap.data.kaldi_dir import c_sorted
 
 U = TypeVar("U")  # a corpus's utterance record, with .utt and .spk
+
+
+logger = logging.getLogger(__name__)
 
 
 class PairError(ValueError):
@@ -70,3 +75,30 @@ def seen_target_pairs(sources: Mapping[str, Sequence[str]], targets: Sequence[st
                     continue
                 lines.append(f"{utt} {target} {reference_of(utt, target) or '-'}")
     return c_sorted(lines)
+
+
+def add_seen_target_args(parser: argparse.ArgumentParser) -> None:
+    """The options of the seen-target pairs, the same for every speaker-disjoint corpus."""
+    parser.add_argument("--pair-targets", choices=("seen", "eval"), default="seen",
+                        help="seen: train speakers with a held-out slice in eval; eval: the other eval speakers "
+                        "(zero-shot)")
+    parser.add_argument("--num-pair-targets", type=int, default=4,
+                        help="seen targets: train speakers (gender-balanced)")
+    parser.add_argument("--num-target-ref-utts", type=int, default=3,
+                        help="seen targets: utterances of each moved from train to eval (references, centroid)")
+    parser.add_argument("--num-target-dev-utts", type=int, default=2,
+                        help="seen targets: utterances of each moved from train to dev (validation of models with a "
+                        "speaker table, which cannot reconstruct the unseen dev speakers)")
+
+
+def hold_out_targets(splits: MutableMapping[str, List[U]], targets: Sequence[str], args: argparse.Namespace,
+                     prefer: Callable[[U], bool] = lambda u: False) -> None:
+    """Move ``--num-target-ref-utts`` utterances of each target from ``splits["train"]`` to eval (``prefer``
+    picks first) and ``--num-target-dev-utts`` to dev, keeping every split sorted by utterance id."""
+    splits["train"], held = hold_out(splits["train"], targets, args.num_target_ref_utts, prefer)
+    splits["eval"] = sorted(splits["eval"] + held, key=lambda u: u.utt.encode())  # type: ignore[attr-defined]
+    if args.num_target_dev_utts > 0:
+        splits["train"], held_dev = hold_out(splits["train"], targets, args.num_target_dev_utts)
+        splits["dev"] = sorted(splits["dev"] + held_dev, key=lambda u: u.utt.encode())  # type: ignore[attr-defined]
+    logger.info("seen targets %s: %d utterance(s) each held out of train into eval, %d into dev",
+                " ".join(targets), args.num_target_ref_utts, args.num_target_dev_utts)
