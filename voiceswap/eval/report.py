@@ -21,7 +21,7 @@ from urllib.parse import quote
 import numpy as np
 import soundfile as sf
 
-from voiceswap.data.atomic import atomic_open
+from voiceswap.data.atomic import atomic_open, temp_path_for
 from voiceswap.data.audio import load_audio
 from voiceswap.data.kaldi_dir import read_kaldi_map
 from voiceswap.eval import plots
@@ -131,12 +131,14 @@ class ReportWriter:
             raise ReportError(f"{source} is missing: re-run stage 8 for {column.convert.parent}")
         path = self.out / "audio" / column.name / f"{_safe(item.id)}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, path)
+        tmp = temp_path_for(path)
+        shutil.copyfile(source, tmp)
+        tmp.replace(path)
         return path
 
     @staticmethod
     def _write(path: Path, samples: np.ndarray) -> None:
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = temp_path_for(path)
         sf.write(str(tmp), samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
         tmp.replace(path)
 
