@@ -356,3 +356,34 @@ def test_training_time_is_recorded_and_summed_over_resumed_runs(tmp_path):
     assert second["step"] == 40 and second["seconds"] > first["seconds"]
     state = ckpt.find_latest_valid_checkpoint(outdir)[1]
     assert state["train_seconds"] == pytest.approx(second["seconds"], abs=1e-3)
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(reference_run, tmp_path):
+    import toy_train
+
+    source = reference_run / "checkpoints" / "step_60.pt"
+    trained = ckpt.load_checkpoint_for_inference(source)["models"]["model"]
+    trainer = toy_train.build_trainer(str(tmp_path / "fine"), [f"train.init_from={source}", "train.max_steps=5"])
+    try:
+        assert not trainer.resume()
+        trainer.initialize_from(trainer.conf["init_from"])
+        weights = trainer.models["model"].state_dict()
+        assert all(torch.equal(weights[k], trained[k]) for k in trained)  # the weights, not a fresh init
+        assert trainer.step == 0 and trainer.ema["model"].shadow["0.weight"].equal(trained["0.weight"])
+        assert not trainer.optimizers["model"].state  # optimiser moments start afresh
+        trainer.train()
+    finally:
+        trainer.close()
+    assert ckpt.find_latest_valid_checkpoint(tmp_path / "fine")[1]["step"] == 5
+    # Experiments made before the key existed still resume: only a run at step 0 reads it.
+    older = {**trainer.config, "train": {k: v for k, v in trainer.config["train"].items() if k != "init_from"}}
+    check_config_compatible(trainer.config, tmp_path / "fine", previous=older)
+    # A run whose model does not fit the checkpoint is one line naming the model and the shapes.
+    other = toy_train.build_trainer(str(tmp_path / "wide"), [f"train.init_from={source}", "model.hidden=8"])
+    try:
+        with pytest.raises(TrainerError, match=r"model 'model' does not fit this run's \(size mismatch"):
+            other.initialize_from(source)
+        with pytest.raises(ckpt.CheckpointError, match=r"does not exist; fix train.init_from"):
+            other.initialize_from(tmp_path / "missing.pt")
+    finally:
+        other.close()

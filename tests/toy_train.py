@@ -34,6 +34,7 @@ CONFIG: Dict[str, Any] = {
     "train": {
         "max_steps": 60, "seed": 3, "log_interval": 3, "valid_interval": 15, "save_interval": 10,
         "keep_last": 2, "grad_clip": 1.0, "ema_decay": 0.9, "best_metric": "loss", "best_mode": "min",
+        "init_from": None,
     },
 }
 

@@ -33,6 +33,7 @@ from voiceswap.data.dataset import read_spk2id
 from voiceswap.data.kaldi_dir import DataDirError
 from voiceswap.data.loaders import DimensionMismatch, build_loaders
 from voiceswap.data.streams import StreamError, StreamLayout, stream_scp
+from voiceswap.train.checkpoint import CheckpointError
 from voiceswap.train.config import ConfigError, apply_overrides, load_config
 from voiceswap.train.distributed import init_distributed, shutdown, wrap_models
 from voiceswap.train.experiment import SPK2ID
@@ -144,10 +145,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         trainer = Trainer(family, models, optimizers, family.schedulers(optimizers, config),
                           loaders.train, loaders.valid, config, outdir, rank=context.rank,
                           world_size=context.world_size, device=context.device)
-        if args.resume:
-            trainer.resume()
+        resumed = trainer.resume() if args.resume else False
+        if not resumed and config["train"].get("init_from"):
+            trainer.initialize_from(config["train"]["init_from"])
         trainer.train()
-    except (TrainerError, ConfigError) as error:
+    except (TrainerError, ConfigError, CheckpointError) as error:
         logging.error("%s", error)
         return 1
     finally:

@@ -43,6 +43,8 @@ RESUME_SAFE_KEYS = METADATA_KEYS + (
     "train.keep_last",
     # How many non-finite steps stop a run; also absent from experiments made before it existed.
     "train.max_nonfinite_steps",
+    # Only a run at step 0 reads it (a resumed run has its own weights); absent from older experiments.
+    "train.init_from",
 )
 
 

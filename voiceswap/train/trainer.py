@@ -78,6 +78,7 @@ from voiceswap.train.checkpoint import (
     capture_rng_state,
     find_latest_valid_checkpoint,
     list_checkpoints,
+    load_checkpoint_for_inference,
     mark_best,
     restore_rng_state,
     save_checkpoint,
@@ -103,6 +104,9 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
     "amp": "none",
     "grad_accum_steps": 1,
     "max_nonfinite_steps": 20,
+    # A checkpoint whose model weights a new run starts from (ESPnet's --init_param): fine-tuning, or
+    # continuing a finished run under a new schedule. Optimisers, schedulers and step start afresh.
+    "init_from": None,
 }
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -144,6 +148,9 @@ def with_train_defaults(config: Mapping[str, Any]) -> Dict[str, Any]:
     limit = train["max_nonfinite_steps"]
     if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
         raise ConfigError(f"train.max_nonfinite_steps must be a positive integer (e.g. 20), got {limit!r}")
+    init_from = train["init_from"]
+    if init_from is not None and not (isinstance(init_from, str) and init_from):
+        raise ConfigError(f"train.init_from must be a checkpoint path or null, got {init_from!r}")
     if train["best_mode"] not in ("min", "max", "last"):
         raise ConfigError(f"train.best_mode must be 'min', 'max' or 'last', got {train['best_mode']!r}")
     return config
@@ -349,6 +356,31 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
+
+    def initialize_from(self, path: str | os.PathLike) -> None:
+        """Load the model weights of another experiment's checkpoint into this fresh run (step 0).
+
+        Every model of this run must be in it with the same shapes; EMA shadows start from the
+        loaded weights. Nothing else is taken: optimisers, schedulers, step and RNG are this run's.
+        """
+        state = load_checkpoint_for_inference(path, advice="fix train.init_from (a checkpoint of a trained "
+                                                            "experiment, e.g. exp/<tag>/checkpoints/step_N.pt)")
+        missing = sorted(set(self.models) - set(state["models"]))
+        if missing:
+            raise TrainerError(f"train.init_from {path} has models {sorted(state['models'])}; this run also needs "
+                               f"{missing}: initialise from an experiment of the same family and config")
+        for name, model in self.models.items():
+            try:
+                unwrap(model).load_state_dict(state["models"][name])
+            except RuntimeError as error:
+                first = str(error).strip().splitlines()
+                raise TrainerError(f"train.init_from {path}: model {name!r} does not fit this run's "
+                                   f"({first[1].strip() if len(first) > 1 else first[0]}): the model configs "
+                                   "differ") from None
+        self.ema = {name: ExponentialMovingAverage(self.models[name], self.conf["ema_decay"]) for name in self.ema}
+        if self.is_main:
+            logger.info("initialised the models %s from %s (its step %s); training from step 0",
+                        ", ".join(sorted(self.models)), path, state.get("step"))
 
     def resume(self) -> bool:
         """Restore the newest valid checkpoint in ``outdir``; False (and a log line) if there is none."""
