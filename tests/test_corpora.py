@@ -371,6 +371,25 @@ def test_librispeech_unseen_sources_to_seen_targets_through_scoring(prepared, se
     assert 0.0 <= metrics["rows"]["converted"]["spk_acc"] <= 1.0
 
 
+def test_vctk_parallel_recipe_through_scoring(prepared, server):
+    """VCTK's default (utterance) split, as the Chorowski VQ-VAE seed: every speaker is seen, the eval
+    sentence is read by all of them, so conversions have parallel references (stages 2-9, tiny VQ-VAE)."""
+    tmp = prepared["vctk"]
+    result = run_recipe(tmp, server, "vctk", "--model", "vqvae", "--stage", "2", "--stop-stage", "9",
+                        "--data-prep-opts", PREP_OPTS["vctk"], "--train-overrides", TINY_VQVAE,
+                        "--classifier-overrides", TINY_CLASSIFIER, "--score-opts", "--mos-max-pairs 1")
+    assert result.returncode == 0, result.stderr[-4000:]
+    (exp,) = [p for p in (tmp / "exp").iterdir() if p.name.startswith("vqvae")]
+    assert set(read_map(exp / "spk2id")) == {"p225", "p226", "p227", "p228"}
+    rows = [line.split() for line in (exp / "convert_griffinlim" / "conversions").read_text().splitlines()]
+    conversions = [row for row in rows if row[5] == "conversion"]
+    assert conversions and all(row[4] != "-" for row in conversions)  # a parallel reference for each
+    metrics = json.loads((exp / "scores_griffinlim" / "metrics.json").read_text())
+    assert metrics["parallel"] and metrics["num_conversions"] == len(conversions)
+    converted = metrics["rows"]["converted"]
+    assert converted["mcd"] > 0.0 and 0.0 <= converted["spk_acc"] <= 1.0
+
+
 def test_existing_corpus_is_only_verified(server, tmp_path):
     """--db-dir at an already-extracted corpus: no download, only the layout check and .complete."""
     db = tmp_path / "LibriSpeechCopy"
