@@ -13,15 +13,21 @@ difference.
 
 Each setting is a pseudo-experiment ``<exp>/bench_steps/<setting>`` (links to the experiment's
 checkpoints and config), so its scores stay out of the corpus's RESULTS.md, whose rows score every
-pair. Example, after stages 4-9 of ``./run.sh --model diffusion``:
+pair. A setting scored before on the same pairs (its ``row.json``) is read back, not measured again,
+so an interrupted bench resumes. ``--set inference.KEY=VALUE`` (guidance, its scale) applies to every
+row and names the settings' directories and the table (``table_guidance-cfg_scale-3.md``). Example,
+after stages 4-9 of ``./run.sh --model diffusion``:
 
     python bench/diffusion_steps.py --exp-dir exp/diffusion --dump-dir dump --data-dir data
+    python bench/diffusion_steps.py --exp-dir exp/diffusion --steps 50 --schedules square \
+        --set inference.guidance=classifier --set inference.scale=1000
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -52,7 +58,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", default="10,25,50,100", help="sampling step counts, comma-separated")
     parser.add_argument("--schedules", default="identity,square", help="sampling schedules, comma-separated")
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="inference.KEY=VALUE",
-                        help="further inference settings for every row (e.g. inference.guidance=classifier)")
+                        help="further inference settings for every row (e.g. inference.guidance=classifier); "
+                             "each setting is its own dir, table_<settings>.md, and a scored one is not redone")
     parser.add_argument("--vocoder-config", default=str(REPO / "conf" / "vocoder" / "griffinlim.yaml"))
     return parser
 
@@ -63,6 +70,18 @@ def run(command: List[str]) -> None:
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if result.returncode:
         sys.exit(f"{' '.join(command[:2])} failed:\n{result.stderr[-3000:]}")
+
+
+def slug(override: str) -> str:
+    """``inference.guidance=cfg`` -> ``guidance-cfg``: one directory per setting."""
+    key, _, value = override.partition("=")
+    return f"{key.split('.')[-1]}-{value}"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def pseudo_experiment(exp: Path, where: Path) -> None:
@@ -105,6 +124,7 @@ def griffin_lim_rtf(items: List[List[str]], args: argparse.Namespace) -> float:
 
 def main() -> int:
     args = get_parser().parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(1)
     exp = Path(args.exp_dir)
     root = exp / "bench_steps"
@@ -117,8 +137,15 @@ def main() -> int:
     rows = []
     for schedule in args.schedules.split(","):
         for steps in (int(s) for s in args.steps.split(",")):
-            setting = f"steps-{steps}_{schedule}"
+            setting = "_".join([f"steps-{steps}", schedule, *(slug(o) for o in args.extra)])
             pseudo = root / setting
+            done = pseudo / "row.json"
+            if done.exists() and json.loads(done.read_text()).get("items") == items:
+                row = json.loads(done.read_text())["row"]
+                logging.info("%s: scored before (%s); delete it to measure again", setting, done)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                continue
             pseudo_experiment(exp, pseudo)
             out = pseudo / "convert_griffinlim"
             overrides = [f"inference.steps={steps}", f"inference.sampling_schedule={schedule}", *args.extra]
@@ -138,8 +165,10 @@ def main() -> int:
             (out / "wav.scp").write_text("".join(f"{i} {(out / 'wav' / i).resolve()}.wav\n" for i in ids))
             frames = sum(m.shape[0] for _, m in kaldiio.load_scp_sequential(str(out / "mel.scp")))
             audio = frames * target.config.hop_length / target.config.sample_rate
-            row = {"steps": steps, "schedule": schedule, "rtf_cpu": cpu / audio, "rtf_wall": wall / audio,
+            row = {"steps": steps, "schedule": schedule, "extra": "".join(f", {o}" for o in args.extra),
+                   "rtf_cpu": cpu / audio, "rtf_wall": wall / audio,
                    **score_row(pseudo, args)}
+            write_atomically(done, json.dumps({"items": items, "row": row}))
             rows.append(row)
             print(json.dumps(row), flush=True)
     gl = griffin_lim_rtf(items, args)
@@ -147,12 +176,14 @@ def main() -> int:
              "", "| steps | schedule | RTF (CPU) | RTF (wall) | SpkSim tgt | WER % | dWER vs src |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     for row in rows:
-        lines.append(f"| {row['steps']} | {row['schedule']} | {row['rtf_cpu']:.2f} | {row['rtf_wall']:.2f} | "
-                     f"{row['spk_sim_target']:.3f} | {row['wer']:.1f} | {row['wer_delta']:+.1f} |")
+        lines.append(f"| {row['steps']} | {row['schedule']}{row.get('extra', '')} | {row['rtf_cpu']:.2f} | "
+                     f"{row['rtf_wall']:.2f} | {row['spk_sim_target']:.3f} | {row['wer']:.1f} | "
+                     f"{row['wer_delta']:+.1f} |")
     lines.append(f"| Griffin-Lim alone | | {gl:.2f} | | | | |")
     table = "\n".join(lines) + "\n"
-    (root / "table.md").write_text(table)
-    (root / "rows.json").write_text(json.dumps({"rows": rows, "griffinlim_rtf_cpu": gl}, indent=1))
+    name = "_".join(["table", *(slug(o) for o in args.extra)])
+    write_atomically(root / f"{name}.md", table)
+    write_atomically(root / f"{name}.json", json.dumps({"rows": rows, "griffinlim_rtf_cpu": gl}, indent=1))
     print(table)
     return 0
 
