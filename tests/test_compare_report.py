@@ -53,6 +53,16 @@ def test_table_has_the_floor_and_ceiling_rows_and_notes_different_pairs():
     assert any("different numbers of conversion pairs (4, 6)" in note for note in notes(entries))
 
 
+def test_decodes_of_one_vocoder_share_one_ceiling_row():
+    guided = _metrics("a", 14.0, 0.8, 2.0)
+    guided.update(vocoder="griffinlim_guidance-cfg_scale-3", oracle_vocoder="griffinlim")
+    plain = {**_metrics("a", 12.0, 0.8, 2.0), "oracle_vocoder": "griffinlim"}
+    hifigan = {**_metrics("a", 10.0, 0.8, 2.0), "vocoder": "hifigan", "oracle_vocoder": "hifigan"}
+    _, rows = comparison_rows(rank([Entry(plain), Entry(guided), Entry(hifigan)]))
+    assert [row[1] for row in rows if row[0] == "-"] == [
+        "source (floor)", "oracle (ceiling, hifigan)", "oracle (ceiling, griffinlim)"]
+
+
 def test_model_all_has_one_default_config_per_conversion_family(monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     from voiceswap.bin.plan import default_models

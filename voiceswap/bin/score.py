@@ -265,6 +265,9 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
     metrics = {
         "experiment": inputs.tag, "exp_dir": str(inputs.exp), "corpus": corpus, "eval_set": args.eval_set,
         "family": experiment.get("family", "unknown"), "vocoder": args.vocoder, "step": step,
+        # --vocoder names the decode (the vocoder + stage 8's inference settings); the oracle row went
+        # through the vocoder alone, the same for every decode of it.
+        "oracle_vocoder": Path(args.vocoder_config or f"conf/vocoder/{args.vocoder}.yaml").stem,
         "parallel": inputs.plan.parallel,
         "num_conversions": sum(p.row == "converted" for p in inputs.plan.pairs),
         "num_reconstructions": sum(p.row == "reconstruction" for p in inputs.plan.pairs),

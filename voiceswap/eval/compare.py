@@ -154,8 +154,8 @@ def comparison_rows(entries: Sequence[Entry]) -> Tuple[List[str], List[List[str]
                      *(_fmt(e.value("converted", key), spec) for key, _, spec, _ in metrics),
                      _duration(e.train_s), _fmt(e.rtf, "{:.3f}")])
     first_of_vocoder: Dict[str, Entry] = {}
-    for e in entries:
-        first_of_vocoder.setdefault(e.metrics["vocoder"], e)
+    for e in entries:  # decodes of one vocoder (other inference settings) share its oracle audio: one row
+        first_of_vocoder.setdefault(e.metrics.get("oracle_vocoder", e.metrics["vocoder"]), e)
     # The source row does not depend on the vocoder: one floor row; one ceiling row per vocoder.
     bounds = [("source", "source (floor)", next(iter(first_of_vocoder.values())), "-")] if entries else []
     bounds += [("oracle", f"oracle (ceiling, {v})", e, v) for v, e in first_of_vocoder.items()]
