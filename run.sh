@@ -50,7 +50,7 @@ report_dir=""           # stage 11's listening report (default: <exp-dir>/report
 report_pairs=6          # eval pairs in the listening report
 
 # Options of the synth corpus.
-synth_speakers="slt rms awb kal ked esf2 esm7 sltw" # voices (see local/synth/synthesize.py)
+synth_speakers="slt rms awb kal ked esf2 esm7 sltw" # voices, or the preset many (24; local/synth/voices.py)
 num_sentences=100       # sentences spoken by every voice
 num_dev_sentences=10    # of which held out for dev
 num_eval_sentences=10   # of which held out for eval

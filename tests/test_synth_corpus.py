@@ -2,7 +2,8 @@
 
 One tiny corpus (5 voices covering flite, festival, espeak-ng and the speed-warped voice, x 6
 sentences) is synthesised once for the module with the real engines and the real run.pl; the
-tests then check it, rerun the scripts on copies of it, and unit-test the phone-label helpers.
+tests then check it, rerun the scripts on copies of it, and unit-test the phone-label helpers,
+the voice presets and the held-out speakers of data prep.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(REPO_ROOT / "local" / "synth"))
 import engines  # noqa: E402  (local/synth/engines.py: module under test)
 import espeak  # noqa: E402
 import select_sentences  # noqa: E402
+import voices  # noqa: E402
 
 SPEAKERS = ["slt", "kal", "ked", "esf2", "sltw"]  # flite x2, festival, espeak-ng, speed-warped flite
 FLITE_SPEAKERS = ["slt", "kal", "sltw"]
@@ -239,6 +241,72 @@ def test_bad_options_fail_with_one_clear_line(tmp_path):
     assert result.returncode != 0 and "--nj must be a positive integer" in result.stderr
 
 
+def test_presets_expand_to_known_voices():
+    many = voices.parse_speakers("many")
+    assert many == voices.MANY_SPEAKERS.split() and len(many) == 24
+    assert sorted(many) == sorted(voices.VOICES)  # every voice, once
+    assert voices.parse_speakers("default") == "slt rms awb kal ked esf2 esm7 sltw".split()
+    assert set(voices.parse_speakers("default")) < set(many)
+    assert voices.parse_speakers("default,esf2w76") == voices.DEFAULT_SPEAKERS.split() + ["esf2w76"]
+    with pytest.raises(ValueError, match="names slt twice"):
+        voices.parse_speakers("many slt")
+    with pytest.raises(ValueError, match="unknown speaker 'lots'"):
+        voices.parse_speakers("lots")
+
+
+def test_every_voice_has_a_gender_and_a_valid_warp():
+    plain = {v.engine_voice: v for v in voices.VOICES.values() if v.speed is None}
+    assert len(plain) == 7
+    for speaker, voice in voices.VOICES.items():
+        assert voice.speaker == speaker and "-" not in speaker and len(speaker) <= 8, speaker
+        assert voice.gender in ("f", "m"), speaker
+        if voice.speed is None:
+            continue
+        base = plain[voice.engine_voice]  # a warp of one of the engine voices, with its gender
+        assert (voice.engine, voice.gender) == (base.engine, base.gender), speaker
+        assert 0.7 <= voice.speed <= 1.3 and voice.speed != 1.0, speaker
+        # <base>w<percent>: the id says the base voice and the warp (sltw keeps its older name).
+        assert speaker == ("sltw" if speaker == "sltw" else f"{base.speaker}w{round(voice.speed * 100)}")
+    assert voices.VOICES["sltw"].speed == 0.88  # the corpora made before the warps stay valid
+
+
+def test_get_corpus_expands_a_preset_before_stamping(corpus, tmp_path):
+    db = tmp_path / "db"
+    shutil.copytree(corpus, db)
+    get_corpus(db, speakers=["default"])  # adds rms awb esm7, reuses the rest
+    expected = "speakers slt rms awb kal ked esf2 esm7 sltw"
+    for stamp in (".complete", ".params"):
+        assert expected in (db / stamp).read_text().splitlines(), stamp
+    assert sorted(p.name for p in (db / "wav").iterdir()) == sorted(expected.split()[1:])
+    result = get_corpus(db, speakers=expected.split()[1:])  # the ids the preset stands for: nothing to do
+    assert "nothing to do" in result.stderr
+
+
+def test_warped_festival_and_espeak_voices(corpus, tmp_path):
+    """Warps of festival and espeak-ng voices share their base's synthesis, which stays byte-identical,
+    and divide its label times by the speed."""
+    db = tmp_path / "db"
+    db.mkdir()
+    ids = sentence_ids(corpus)[:2]
+    (db / "sentences.txt").write_text("".join(line + "\n" for line in (corpus / "sentences.txt").read_text()
+                                              .splitlines()[:2]))
+    run("python3", "local/synth/synthesize.py", "--db-dir", str(db), "--speakers", "ked,kedw85,esf2,esf2w116",
+        "--verbose", "0")
+    for base, warp, speed in (("ked", "kedw85", 0.85), ("esf2", "esf2w116", 1.16)):
+        for sid in ids:
+            base_wav = corpus / "wav" / base / f"{base}-{sid}.wav"
+            assert (db / "wav" / base / base_wav.name).read_bytes() == base_wav.read_bytes(), base_wav.name
+            base_lab = read_lab(corpus / "align" / base / f"{base}-{sid}.lab")
+            warp_lab = read_lab(db / "align" / warp / f"{warp}-{sid}.lab")
+            assert [p for *_, p in warp_lab] == [p for *_, p in base_lab], (warp, sid)
+            for (_, base_end, _), (_, warp_end, _) in zip(base_lab[:-1], warp_lab[:-1]):
+                assert abs(base_end / speed - warp_end) <= 0.002, (warp, sid)
+            base_duration = sf.info(str(base_wav)).duration
+            warp_duration = sf.info(str(db / "wav" / warp / f"{warp}-{sid}.wav")).duration
+            assert abs(base_duration / speed - warp_duration) < 0.003, (warp, sid)
+            assert warp_lab[-1][1] == pytest.approx(warp_duration, abs=0.001)
+
+
 # ---------------------------------------------------------------------------------------------
 # Phone-label helpers
 
@@ -360,3 +428,44 @@ def test_data_prep_errors(corpus, tmp_path):
     assert result.returncode != 0
     assert "has 6 sentences but 3 dev + 3 eval + at least 1 train need 7" in result.stderr
     assert not (tmp_path / "data" / "train").exists()
+
+
+def heldout_prep(corpus: Path, data: Path, *options: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run("local/synth/data_prep.sh", "--num-dev-sentences", "1", "--num-eval-sentences", "2",
+               "--num-pair-sentences", "2", *options, str(corpus), str(data), check=check)
+
+
+@pytest.mark.parametrize("zero_shot", [False, True], ids=["seen", "zero-shot"])
+def test_heldout_speakers_are_only_in_eval(corpus, tmp_path, zero_shot):
+    heldout, seen = ["kal", "sltw"], ["slt", "ked", "esf2"]
+    options = ["--heldout-speakers", "sltw,kal"] + (["--heldout-pairs", "zero-shot"] if zero_shot else [])
+    heldout_prep(corpus, tmp_path, *options)
+    for split in ("train", "dev"):
+        assert sorted(set(read_map(tmp_path / split / "utt2spk").values())) == sorted(seen), split
+        assert sorted(read_map(tmp_path / split / "spk2utt")) == sorted(seen), split
+        assert sorted(read_map(tmp_path / split / "spk2gender")) == sorted(seen), split
+    eval_utts = read_map(tmp_path / "eval" / "utt2spk")
+    assert sorted(set(eval_utts.values())) == sorted(SPEAKERS)
+    assert read_map(tmp_path / "eval" / "spk2gender")["kal"] == "m"
+    eval_ids = sentence_ids(corpus)[-2:]
+    expected = {(f"{src}-{sid}", tgt, f"{tgt}-{sid}") for sid in eval_ids for src in SPEAKERS
+                for tgt in seen + (heldout if zero_shot else []) if src != tgt}
+    lines = (tmp_path / "eval" / "pairs").read_text().splitlines()
+    assert lines == sorted(lines, key=str.encode)
+    pairs = {tuple(line.split()) for line in lines}
+    assert len(pairs) == len(lines) and pairs == expected
+    assert ("kal-" + eval_ids[0], "slt", "slt-" + eval_ids[0]) in pairs  # held-out source, seen target
+    assert (("slt-" + eval_ids[0], "sltw", "sltw-" + eval_ids[0]) in pairs) == zero_shot  # held-out target
+    assert all(src in eval_utts and ref in eval_utts for src, _, ref in pairs)
+
+
+def test_heldout_speaker_errors(corpus, tmp_path):
+    result = heldout_prep(corpus, tmp_path, "--heldout-speakers", "kal nobody", check=False)
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert "nobody is not among the corpus's speakers (slt kal ked esf2 sltw)" in message
+    for heldout in (" ".join(SPEAKERS), "slt,kal,ked,esf2"):
+        result = heldout_prep(corpus, tmp_path, "--heldout-speakers", heldout, check=False)
+        assert result.returncode != 0
+        assert "at least 2 must stay" in result.stderr.strip().splitlines()[-1], heldout
+    assert not (tmp_path / "train").exists()

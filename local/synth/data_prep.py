@@ -15,9 +15,21 @@ reference_utt` for every ordered pair of distinct speakers on the first
 `--num-pair-sentences` eval sentences. Each split dir is written beside its
 final place and renamed into it, so a reader never sees half of one.
 
+With --heldout-speakers, those speakers are left out of train and dev
+entirely (a speaker-disjoint test of unseen voices) and appear in eval only,
+every eval sentence as a source. eval/pairs then holds, on the same pair
+sentences, the pairs among the seen speakers (as above), every held-out
+source converted to every seen speaker (targets a model with a speaker table
+knows), and, with
+--heldout-pairs zero-shot, also every source (seen or held out) converted to
+each held-out speaker, whose reading of the same sentence is the reference
+(for any-to-any models that take the target from a reference utterance).
+
 Example:
     python3 local/synth/data_prep.py --num-dev-sentences 10 --num-eval-sentences 10 \
         --num-pair-sentences 5 db/synth data
+    python3 local/synth/data_prep.py --heldout-speakers "kalw116 esf2w76" --heldout-pairs zero-shot \
+        db/synth data
 """
 
 import argparse
@@ -29,6 +41,7 @@ from typing import Dict, List, Sequence, Tuple
 import soundfile
 
 from voiceswap.data.kaldi_dir import c_sorted, write_data_dir
+from voiceswap.data.pairs import PairError, seen_target_pairs
 
 import voices
 
@@ -155,6 +168,39 @@ def conversion_pairs(sentence_ids: Sequence[str], speakers: Sequence[str]) -> Li
     )
 
 
+def parse_heldout(heldout: str, speakers: Sequence[str]) -> List[str]:
+    """The --heldout-speakers ids (spaces or commas), in corpus order; raises PairError naming an id the
+    corpus lacks, or a choice that leaves fewer than 2 speakers to train on."""
+    ids = heldout.replace(",", " ").split()
+    unknown = [speaker for speaker in ids if speaker not in speakers]
+    if unknown:
+        raise PairError(f"--heldout-speakers: {' '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not among "
+                        f"the corpus's speakers ({' '.join(speakers)})")
+    if len(set(ids)) != len(ids):
+        raise PairError(f"--heldout-speakers '{heldout}' names a speaker twice")
+    num_seen = len(speakers) - len(ids)
+    if num_seen < 2:
+        raise PairError(f"--heldout-speakers holds out {len(ids)} of the corpus's {len(speakers)} speakers, leaving "
+                        f"{num_seen} to train on: at least 2 must stay (the corpus has {' '.join(speakers)})")
+    return [speaker for speaker in speakers if speaker in ids]
+
+
+def heldout_pairs(sentence_ids: Sequence[str], seen: Sequence[str], heldout: Sequence[str],
+                  zero_shot: bool) -> List[str]:
+    """Pairs with a held-out speaker: every held-out source to every seen target and, with zero_shot, every
+    source to every held-out target; the reference is the target saying the same sentence."""
+    def utts(speaker: str) -> List[str]:
+        return [f"{speaker}-{sentence_id}" for sentence_id in sentence_ids]
+
+    def same_sentence(utt: str, target: str) -> str:
+        return f"{target}-{utt.split('-', 1)[1]}"
+
+    lines = seen_target_pairs({spk: utts(spk) for spk in heldout}, seen, same_sentence)
+    if zero_shot:
+        lines += seen_target_pairs({spk: utts(spk) for spk in list(seen) + list(heldout)}, heldout, same_sentence)
+    return c_sorted(lines)
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -163,6 +209,15 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-eval-sentences", type=int, default=10, help="sentences (x every speaker) in eval")
     parser.add_argument(
         "--num-pair-sentences", type=int, default=5, help="eval sentences whose speaker pairs go in eval/pairs"
+    )
+    parser.add_argument(
+        "--heldout-speakers", default="",
+        help="speakers (spaces or commas) kept out of train and dev, in eval only (sources of eval/pairs)",
+    )
+    parser.add_argument(
+        "--heldout-pairs", choices=("seen", "zero-shot"), default="seen",
+        help="pairs of held-out speakers: seen: held-out sources to seen targets; zero-shot: also every source "
+        "to the held-out targets",
     )
     parser.add_argument("--verbose", type=int, default=1, help="logging level (0: warnings, 1: info, 2: debug)")
     parser.add_argument("db_dir", type=Path, help="corpus made by local/synth/get_corpus.sh")
@@ -186,17 +241,29 @@ def main() -> None:
     try:
         params = read_complete_stamp(args.db_dir)
         speakers = voices.parse_speakers(params["speakers"])
+        heldout = parse_heldout(args.heldout_speakers, speakers)
+        seen = [speaker for speaker in speakers if speaker not in heldout]
+        split_speakers = {"train": seen, "dev": seen, "eval": speakers}
         sentences = read_sentences(args.db_dir / "sentences.txt")
         splits = split_sentences(list(sentences), args.num_dev_sentences, args.num_eval_sentences)
-        all_files = {split: split_files(args.db_dir, ids, sentences, speakers) for split, ids in splits.items()}
+        all_files = {split: split_files(args.db_dir, ids, sentences, split_speakers[split])
+                     for split, ids in splits.items()}
     except (CorpusError, ValueError, OSError) as error:
         sys.exit(f"{sys.argv[0]}: {error}")
-    all_files["eval"]["pairs"] = conversion_pairs(splits["eval"][: args.num_pair_sentences], speakers)
+    if args.heldout_pairs == "zero-shot" and not heldout:
+        logging.warning("--heldout-pairs zero-shot does nothing without --heldout-speakers")
+    pair_ids = splits["eval"][: args.num_pair_sentences]
+    all_files["eval"]["pairs"] = conversion_pairs(pair_ids, seen)
+    if heldout:
+        all_files["eval"]["pairs"] = c_sorted(
+            all_files["eval"]["pairs"] + heldout_pairs(pair_ids, seen, heldout, args.heldout_pairs == "zero-shot")
+        )
+        logging.info(f"held out of train and dev (eval only): {' '.join(heldout)}")
     args.data_dir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         write_data_dir(args.data_dir / split, all_files[split])
         logging.info(
-            f"{args.data_dir / split}: {len(splits[split])} sentences x {len(speakers)} speakers "
+            f"{args.data_dir / split}: {len(splits[split])} sentences x {len(split_speakers[split])} speakers "
             f"= {len(all_files[split]['utt2spk'])} utterances"
         )
     logging.info(f"{args.data_dir / 'eval' / 'pairs'}: {len(all_files['eval']['pairs'])} conversion pairs")

@@ -159,11 +159,15 @@ def sox_to_16k(in_path: Path, out_path: Path, what: str, speed: Optional[float] 
           str(out_path)] + effects, what)
 
 
-def sox_raw_to_16k(samples: "np.ndarray", sample_rate: int, out_path: Path, what: str) -> None:
-    """Write int16 samples at `sample_rate` as a 16 kHz wav (espeak-ng gives 22.05 kHz)."""
+def sox_raw_to_16k(
+    samples: "np.ndarray", sample_rate: int, out_path: Path, what: str, speed: Optional[float] = None
+) -> None:
+    """Write int16 samples at `sample_rate` as a 16 kHz wav (espeak-ng gives 22.05 kHz), optionally
+    speed-warping them as sox_to_16k does."""
+    effects = ["speed", str(speed)] if speed is not None else []
     _run(["sox", "-D", "-t", "raw", "-r", str(sample_rate), "-e", "signed-integer", "-b", "16", "-c", "1",
-          "-L", "-", "-r", str(SAMPLE_RATE), "-b", "16", "-e", "signed-integer", "-t", "wav", str(out_path)],
-         what, input_bytes=samples.astype("<i2").tobytes())
+          "-L", "-", "-r", str(SAMPLE_RATE), "-b", "16", "-e", "signed-integer", "-t", "wav", str(out_path)]
+         + effects, what, input_bytes=samples.astype("<i2").tobytes())
 
 
 def check_wav(path: Path, what: str) -> float:

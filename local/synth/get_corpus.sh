@@ -29,7 +29,8 @@ Options:
   --cmd <dispatcher>      # job dispatcher, run.pl-compatible (default: $cmd)
   --num-sentences <n>     # sentences drawn from WordNet's examples (default: $num_sentences)
   --seed <n>              # seed of the sentence draw (default: $seed)
-  --speakers \"<ids>\"      # voices, from: slt rms awb kal ked esf2 esm7 sltw (default: all)"
+  --speakers \"<ids>\"      # voices (ids in local/synth/voices.py) and/or presets: default (the 8 voices
+                          # named as the default), many (24: those 8 + 16 speed warps) (default: $speakers)"
 
 . utils/parse_options.sh
 
@@ -45,8 +46,10 @@ die() { echo "$0: $*" >&2; exit 1; }
 [[ $nj =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive integer, got '$nj'"
 [[ $num_sentences =~ ^[1-9][0-9]*$ ]] || die "--num-sentences must be a positive integer, got '$num_sentences'"
 [[ $seed =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, got '$seed'"
-speakers=${speakers//,/ }  # commas accepted too
-speakers=$(echo "${speakers}" | xargs)  # one space between ids
+# The ids, one space between (commas accepted too), presets such as `many`
+# expanded, so the stamps below list real ids; fails with one line on an
+# unknown or repeated speaker.
+speakers=$(python3 local/synth/voices.py --speakers "$speakers" --list)
 
 # Everything the audio depends on. voices.py also fails, with one line, on an
 # unknown speaker or a missing engine.

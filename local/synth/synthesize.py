@@ -3,7 +3,7 @@
 
 The items are every (speaker, sentence) pair; job J of N takes sentences
 J, J+N, ... (in id order) with all their speakers, so every job gets the same
-mix of engines, and a speed-warped voice reuses the flite output of its source
+mix of engines, and a speed-warped voice reuses the engine output of its source
 voice for the same sentence. For each item it writes
 
     <db-dir>/wav/<spk>/<spk>-<sentid>.wav    16 kHz, mono, 16-bit PCM
@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import engines
 import voices
@@ -87,11 +87,23 @@ class Synthesizer:
     def __init__(self, layout: CorpusLayout) -> None:
         self.layout = layout
         self._espeak = None  # started on the first espeak item: it loads a C library
-        # The last flite output: (voice, text) -> (wav bytes, phone ends). slt and
-        # sltw of one sentence come one after the other, so one entry is enough
-        # to save sltw a second synthesis (flite is deterministic).
-        self._last_flite: Dict[Tuple[str, str], Tuple[bytes, List[Tuple[str, float]]]] = {}
+        # Engine outputs of the current sentence: (engine, engine voice) -> output. A voice and its
+        # speed-warped variants say one sentence one after the other (items are sentence-major), so
+        # the variants reuse the plain voice's output instead of a second synthesis (the engines
+        # are deterministic).
+        self._cache_text = ""
+        self._cache: Dict[Tuple[str, str], Any] = {}
         self.max_label_end_mismatch: Dict[str, float] = {}
+
+    def _cached(self, engine: str, voice: voices.Voice, text: str) -> Any:
+        if text != self._cache_text:
+            self._cache_text, self._cache = text, {}
+        return self._cache.get((engine, voice.engine_voice))
+
+    def _remember(self, engine: str, voice: voices.Voice, text: str, output: Any) -> None:
+        if text != self._cache_text:
+            self._cache_text, self._cache = text, {}
+        self._cache[(engine, voice.engine_voice)] = output
 
     def _finish(self, item: Item, tmp_wav: Path, segments: List[engines.Segment], raw_label_end: float) -> None:
         """Normalise labels to the audio and move wav and lab into the corpus atomically."""
@@ -108,54 +120,75 @@ class Synthesizer:
         engines.replace_atomically(tmp_wav, wav_path)
         engines.replace_atomically(tmp_lab, lab_path)
 
-    def flite(self, item: Item, voice: voices.Voice) -> None:
-        work = self.layout.work_dir
-        flite_wav = work / f"{item.utt_id}.flite.wav"
-        key = (voice.engine_voice, item.text)
-        if key in self._last_flite:
-            audio_bytes, phone_ends = self._last_flite[key]
-            flite_wav.write_bytes(audio_bytes)
-        else:
-            phone_ends = engines.flite(item.text, voice.engine_voice, flite_wav, item.utt_id)
-            self._last_flite = {key: (flite_wav.read_bytes(), phone_ends)}
+    def _finish_16k(self, item: Item, voice: voices.Voice, engine_wav: Path,
+                    phone_ends: List[Tuple[str, float]]) -> None:
+        """Finish an item from a 16 kHz engine wav (left in place) and its phone end times: a plain voice
+        takes a copy of the wav, a speed-warped one a sox warp of it with every time divided by the speed."""
+        tmp_wav = self.layout.work_dir / f"{item.utt_id}.wav"
         if voice.speed is None:
-            tmp_wav = work / f"{item.utt_id}.wav"
-            flite_wav.rename(tmp_wav)
+            shutil.copyfile(engine_wav, tmp_wav)
         else:
             # `speed` stretches time by 1/speed, so every label time does too.
-            tmp_wav = work / f"{item.utt_id}.wav"
-            engines.sox_to_16k(flite_wav, tmp_wav, item.utt_id, speed=voice.speed)
-            flite_wav.unlink()
+            engines.sox_to_16k(engine_wav, tmp_wav, item.utt_id, speed=voice.speed)
             phone_ends = [(phone, end / voice.speed) for phone, end in phone_ends]
         segments = engines.segments_from_end_times(phone_ends)
         self._finish(item, tmp_wav, segments, segments[-1][1] if segments else 0.0)
 
-    def festival(self, items: List[Item], voice: voices.Voice) -> Iterator[Item]:
-        """Synthesise items in batches, one festival process per batch; yields each finished item."""
+    def flite(self, item: Item, voice: voices.Voice) -> None:
+        flite_wav = self.layout.work_dir / f"{item.utt_id}.flite.wav"
+        cached = self._cached("flite", voice, item.text)
+        if cached is not None:
+            audio_bytes, phone_ends = cached
+            flite_wav.write_bytes(audio_bytes)
+        else:
+            phone_ends = engines.flite(item.text, voice.engine_voice, flite_wav, item.utt_id)
+            self._remember("flite", voice, item.text, (flite_wav.read_bytes(), phone_ends))
+        self._finish_16k(item, voice, flite_wav, phone_ends)
+        flite_wav.unlink()
+
+    def festival(self, items: List[Item], engine_voice: str) -> Iterator[Item]:
+        """Synthesise the items of one festival voice and its speed-warped variants in batches of
+        sentences, one festival process per batch and one synthesis per sentence; yields each finished item."""
         work = self.layout.work_dir
-        for first in range(0, len(items), FESTIVAL_BATCH_SIZE):
-            batch = items[first : first + FESTIVAL_BATCH_SIZE]
-            jobs = [(item.text, work / f"{item.utt_id}.wav", work / f"{item.utt_id}.segs") for item in batch]
-            what = f"{voice.speaker} batch {batch[0].utt_id}..{batch[-1].utt_id}"
-            engines.festival_batch(voice.engine_voice, jobs, work / "batch.scm", what)
-            for item, (_, tmp_wav, segs_path) in zip(batch, jobs):
-                segments = engines.segments_from_end_times(engines.read_festival_segs(segs_path))
+        by_sentence: Dict[str, List[Item]] = {}
+        for item in items:
+            by_sentence.setdefault(item.sentence_id, []).append(item)
+        sentence_ids = list(by_sentence)
+        for first in range(0, len(sentence_ids), FESTIVAL_BATCH_SIZE):
+            batch = sentence_ids[first : first + FESTIVAL_BATCH_SIZE]
+            jobs = [(by_sentence[sid][0].text, work / f"festival.{sid}.wav", work / f"festival.{sid}.segs")
+                    for sid in batch]
+            what = f"{engine_voice} batch {batch[0]}..{batch[-1]}"
+            engines.festival_batch(engine_voice, jobs, work / "batch.scm", what)
+            for sid, (_, festival_wav, segs_path) in zip(batch, jobs):
+                phone_ends = engines.read_festival_segs(segs_path)
                 segs_path.unlink()
-                self._finish(item, tmp_wav, segments, segments[-1][1] if segments else 0.0)
-                yield item
+                for item in by_sentence[sid]:
+                    self._finish_16k(item, voices.VOICES[item.speaker], festival_wav, phone_ends)
+                    yield item
+                festival_wav.unlink()
 
     def espeak(self, item: Item, voice: voices.Voice) -> None:
         import espeak  # only jobs with espeak items load libespeak-ng
 
-        try:
-            if self._espeak is None:
-                self._espeak = espeak.EspeakSynthesizer()
-            samples, events = self._espeak.synthesize(item.text, voice.engine_voice)
-        except RuntimeError as error:
-            raise engines.EngineError(f"{item.utt_id}: {error}") from None
+        cached = self._cached("espeak", voice, item.text)
+        if cached is not None:
+            samples, events = cached
+        else:
+            try:
+                if self._espeak is None:
+                    self._espeak = espeak.EspeakSynthesizer()
+                samples, events = self._espeak.synthesize(item.text, voice.engine_voice)
+            except RuntimeError as error:
+                raise engines.EngineError(f"{item.utt_id}: {error}") from None
+            self._remember("espeak", voice, item.text, (samples, events))
+        sample_rate = self._espeak.sample_rate
         tmp_wav = self.layout.work_dir / f"{item.utt_id}.wav"
-        engines.sox_raw_to_16k(samples, self._espeak.sample_rate, tmp_wav, item.utt_id)
-        duration = len(samples) / self._espeak.sample_rate
+        engines.sox_raw_to_16k(samples, sample_rate, tmp_wav, item.utt_id, speed=voice.speed)
+        duration = len(samples) / sample_rate
+        if voice.speed is not None:  # the warp stretches time by 1/speed
+            duration /= voice.speed
+            events = [(mnemonic, start / voice.speed) for mnemonic, start in events]
         try:
             segments = espeak.phoneme_events_to_segments(events, duration)
         except espeak.UnmappedPhonemeError as error:
@@ -198,11 +231,11 @@ def synthesize_items(layout: CorpusLayout, items: List[Item]) -> Dict[str, float
     layout.work_dir.mkdir(parents=True)
     synthesizer = Synthesizer(layout)
     progress = Progress(len(todo))
-    festival_items: Dict[str, List[Item]] = {}
+    festival_items: Dict[str, List[Item]] = {}  # by festival voice: a voice and its warps share a synthesis
     for item in todo:
         voice = voices.VOICES[item.speaker]
         if voice.engine == "festival":
-            festival_items.setdefault(item.speaker, []).append(item)
+            festival_items.setdefault(voice.engine_voice, []).append(item)
             continue
         if voice.engine == "flite":
             synthesizer.flite(item, voice)
@@ -211,8 +244,8 @@ def synthesize_items(layout: CorpusLayout, items: List[Item]) -> Dict[str, float
         else:
             raise ValueError(f"voice {voice.speaker} has an unknown engine '{voice.engine}'")
         progress.update(item)
-    for speaker, speaker_items in festival_items.items():
-        for item in synthesizer.festival(speaker_items, voices.VOICES[speaker]):
+    for engine_voice, voice_items in festival_items.items():
+        for item in synthesizer.festival(voice_items, engine_voice):
             progress.update(item)
     progress.close()
     shutil.rmtree(layout.work_dir)
