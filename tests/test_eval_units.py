@@ -17,9 +17,10 @@ from voiceswap.features.spectral import FeatureConfig
 PHONES = ("aa", "s", "t")
 
 
-def make_dump(root: Path, num_units_file: str | None, sets=("train", "eval")) -> dict:
+def make_dump(root: Path, num_units_file: str | None, sets=("train", "eval"), units_per_phone: int = 1) -> dict:
     """Two sets of 20 ms units whose code is a function of the phone (codes 0..2 of an inventory of 8),
-    10 ms MFCC frames that separate the phones, phone alignments and frame counts."""
+    10 ms MFCC frames that separate the phones, phone alignments and frame counts. ``units_per_phone``
+    5: 4 ms units (WaveGlow-VQ's rate), faster than the features."""
     rng = np.random.default_rng(0)
     for subset in sets:
         units = root / "dump" / "units" / "tag" / subset
@@ -34,7 +35,7 @@ def make_dump(root: Path, num_units_file: str | None, sets=("train", "eval")) ->
             for u in range(4):
                 utt = f"spk-{subset}-{u}"
                 labels = rng.integers(3, size=30)  # one phone per 20 ms unit
-                codes_out(utt, labels.astype(np.int32))
+                codes_out(utt, np.repeat(labels, units_per_phone).astype(np.int32))
                 mfcc = np.repeat(np.eye(3)[labels] * 10, 2, axis=0) + rng.normal(scale=0.1, size=(60, 3))
                 mfcc_out(utt, mfcc.astype(np.float32))
                 ctm += [f"{utt} 1 {i * 0.02:.2f} 0.02 {PHONES[p]}" for i, p in enumerate(labels)]
@@ -61,6 +62,14 @@ def test_unit_metrics_read_the_inventory_size_from_the_dump(tmp_path):
     # The MFCC baseline has as many clusters as the inventory (8) on frames that separate 3 phones.
     baseline = result["kmeans_mfcc"]
     assert baseline["codebook_size"] == 8 and baseline["phone_purity"] == pytest.approx(1.0)
+
+
+def test_units_faster_than_the_features_are_labelled_at_their_own_rate(tmp_path):
+    result = code_metrics(**make_dump(tmp_path, "8\n", units_per_phone=5), notes=[])
+    assert result["frame_shift"] == pytest.approx(0.004) and result["num_frames"] == 600
+    assert result["model"]["phone_purity"] == 1.0 and result["model"]["nmi"] == pytest.approx(1.0)
+    # The baseline holds each 10 ms MFCC frame over its units: it separates the phones too.
+    assert result["kmeans_mfcc"]["phone_purity"] > 0.9
 
 
 def test_old_dump_without_num_units_falls_back_to_max_index_with_a_warning(tmp_path, caplog):

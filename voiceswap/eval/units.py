@@ -60,25 +60,31 @@ def _flat(sequences: Sequence[Sequence]) -> List:
 
 
 def _labelled(scp: Path, ctm: Path, utt2num_frames: Path, feature_config: FeatureConfig
-              ) -> Tuple[List[List[str]], List[np.ndarray], List[str], int, float]:
-    """Phone label of every unit frame: (phones, codes, utts, frames per unit, unit shift in s)."""
+              ) -> Tuple[List[List[str]], List[np.ndarray], List[str], float, float]:
+    """Phone label of every unit frame: (phones, codes, utts, feature frames per unit, unit shift in s).
+
+    Units may run slower than the features (20 ms codes over 10 ms frames: 2 frames per unit, an
+    integer) or faster (WaveGlow-VQ's codes every 64 samples = 4 ms: 0.4 frames per unit, the
+    utterance's duration over its units).
+    """
     alignments = C.read_ctm(str(ctm))
     if not utt2num_frames.is_file():
         raise ScoreInputError(f"{utt2num_frames} is missing: run stage 2 first")
     frames = dict(read_kaldi_map(utt2num_frames))
     phones, codes, utts = [], [], []
-    factor, shift = 1, feature_config.hop_length / feature_config.sample_rate
+    frame_shift = feature_config.hop_length / feature_config.sample_rate
+    per_unit, shift = 1.0, frame_shift
     for utt, indices in kaldiio.load_scp_sequential(str(scp)):
         if utt not in alignments:
             continue
         indices = np.asarray(indices).reshape(-1).astype(np.int64)
-        # Units may run at a lower rate than the features (20 ms codes over 10 ms frames).
-        factor = max(1, round(int(frames[utt]) / len(indices)))
-        shift = factor * feature_config.hop_length / feature_config.sample_rate
+        per_unit = int(frames[utt]) / len(indices)
+        per_unit = float(max(1, round(per_unit))) if per_unit >= 1 else per_unit
+        shift = per_unit * frame_shift
         phones.append(C.frame_labels(alignments[utt], len(indices), shift))
         codes.append(indices)
         utts.append(utt)
-    return phones, codes, utts, factor, shift
+    return phones, codes, utts, per_unit, shift
 
 
 def code_metrics(units_dir: Path, data_dir: Path, dump_dir: Path, eval_set: str, train_set: str, feats: str,
@@ -103,7 +109,7 @@ def code_metrics(units_dir: Path, data_dir: Path, dump_dir: Path, eval_set: str,
     def labelled(subset: str, scp: Path):
         return _labelled(scp, ctm[subset], dump_dir / "raw" / feats / subset / "utt2num_frames", feature_config)
 
-    ev_phones, ev_codes, ev_utts, factor, shift = labelled(eval_set, eval_scp)
+    ev_phones, ev_codes, ev_utts, per_unit, shift = labelled(eval_set, eval_scp)
     if not ev_codes:
         notes.append(f"no utterance of {eval_scp} has a phone alignment in {ctm[eval_set]}: unit metrics skipped")
         return None
@@ -118,7 +124,7 @@ def code_metrics(units_dir: Path, data_dir: Path, dump_dir: Path, eval_set: str,
                               "frame_shift": shift, "num_frames": len(_flat(ev_codes))}
     result["model"] = C.unit_metrics((_flat(tr_phones), _flat(tr_codes)), (_flat(ev_phones), _flat(ev_codes)),
                                      codebook_size)
-    # Baseline: k-means on the normalised MFCC frames, averaged to the unit rate.
+    # Baseline: k-means on the normalised MFCC frames, averaged (or, for faster units, held) to the unit rate.
     feats_norm = dump_dir / "norm" / unit_feats
     mfcc = {s: kaldiio.load_scp(str(feats_norm / s / "feats.scp")) for s in (train_set, eval_set)
             if (feats_norm / s / "feats.scp").is_file()}
@@ -129,7 +135,11 @@ def code_metrics(units_dir: Path, data_dir: Path, dump_dir: Path, eval_set: str,
     def frames_of(subset: str, utts: List[str], lengths: List[int]) -> List[np.ndarray]:
         out = []
         for utt, n in zip(utts, lengths):
-            x = C.downsample_frames(np.asarray(mfcc[subset][utt], dtype=np.float32), factor)[:n]
+            x = np.asarray(mfcc[subset][utt], dtype=np.float32)
+            if per_unit >= 1:
+                x = C.downsample_frames(x, int(per_unit))[:n]
+            else:  # each unit takes the feature frame it falls in
+                x = x[np.minimum((np.arange(n) * per_unit).astype(np.int64), len(x) - 1)]
             out.append(np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)]) if len(x) < n else x)
         return out
 
