@@ -106,8 +106,9 @@ def experiment_report(metrics: Mapping[str, Any]) -> str:
     rows = [[name] + [fmt(key, values.get(key)) for key, _, _, _ in present] + [str(values["num_pairs"])]
             for name, values in metrics["rows"].items()]
     out.append("## Rows\n")
+    oracle_vocoder = metrics.get("oracle_vocoder", metrics["vocoder"])  # not the decode's inference settings
     out.append("converted: the model's outputs; source: the unconverted source utterance scored against the "
-               f"target (floor); oracle: the parallel reference through {metrics['vocoder']} (ceiling); "
+               f"target (floor); oracle: the parallel reference through {oracle_vocoder} (ceiling); "
                "reconstruction: each source decoded with its own speaker.\n")
     out.append(markdown_table(header, rows))
     codes = metrics.get("codes")
