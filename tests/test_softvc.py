@@ -173,7 +173,7 @@ def test_speakers_change_the_output_and_the_family_trains_and_converts():
 def test_conf_softvc_builds_both_families():
     config = load_config(REPO_ROOT / "conf" / "softvc.yaml")
     assert set(config["train"]) == {"max_steps", "seed", "log_interval", "valid_interval", "save_interval",
-                                    "keep_last", "grad_clip", "ema_decay", "best_metric", "best_mode"}
+                                    "keep_last", "grad_clip", "ema_decay", "best_metric", "best_mode", "init_from"}
     acoustic = get_family(config["family"])().build(config, num_speakers=8)["model"]
     content_config = {**config, **config["content"]}
     head = get_family(content_config["family"])().build(content_config, num_speakers=8)["model"]
