@@ -33,6 +33,10 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
+import soundfile
+
+from voiceswap.cli import configure_logging
+from voiceswap.eval.speaker import SpeakerEncoder
 
 import engines
 import select_sentences
@@ -57,11 +61,9 @@ def synthesize_voices(work_dir: Path, speakers: List[str], num_sentences: int, s
 
 
 def embed(wavs: Dict[str, List[Path]]) -> Dict[str, np.ndarray]:
-    """{speaker: (utterances, 256) unit-norm resemblyzer embeddings}."""
-    from resemblyzer import VoiceEncoder, preprocess_wav
-
-    encoder = VoiceEncoder("cpu", verbose=False)
-    return {speaker: np.stack([encoder.embed_utterance(preprocess_wav(path)) for path in paths])
+    """{speaker: (utterances, 256) unit-norm resemblyzer embeddings}, as stage 9's speaker similarity embeds."""
+    encoder = SpeakerEncoder()
+    return {speaker: np.stack([encoder(*soundfile.read(path, dtype="float32")) for path in paths])
             for speaker, paths in wavs.items()}
 
 
@@ -110,10 +112,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
-    logging.basicConfig(
-        level={0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG),
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     if args.num_sentences < 2:
         sys.exit(f"{sys.argv[0]}: --num-sentences must be at least 2 (within-voice pairs), got {args.num_sentences}")
     start = time.time()
