@@ -353,20 +353,24 @@ TINY_VQVAE = ("model.hidden_dim=32 model.residual_dim=16 model.code_dim=16 model
               "train.save_interval=2 train.log_interval=1")
 
 
-def test_librispeech_unseen_sources_to_seen_targets_through_scoring(prepared, server):
-    """LibriSpeech is speaker-disjoint: its eval speakers convert to train speakers, scored against the
-    targets' held-out utterances (stages 2-9 with a tiny VQ-VAE)."""
-    tmp = prepared["librispeech"]
-    result = run_recipe(tmp, server, "librispeech", "--model", "vqvae", "--stage", "2", "--stop-stage", "9",
-                        "--data-prep-opts", PREP_OPTS["librispeech"], "--train-overrides", TINY_VQVAE,
+def score_tiny_vqvae(tmp: Path, server: CorpusServer, corpus: str):
+    """Stages 2-9 of a prepared corpus with a tiny VQ-VAE: (run.sh result, exp dir, stage-8 rows, metrics)."""
+    result = run_recipe(tmp, server, corpus, "--model", "vqvae", "--stage", "2", "--stop-stage", "9",
+                        "--data-prep-opts", PREP_OPTS[corpus], "--train-overrides", TINY_VQVAE,
                         "--classifier-overrides", TINY_CLASSIFIER, "--score-opts", "--mos-max-pairs 1")
     assert result.returncode == 0, result.stderr[-4000:]
     (exp,) = [p for p in (tmp / "exp").iterdir() if p.name.startswith("vqvae")]
     rows = [line.split() for line in (exp / "convert_griffinlim" / "conversions").read_text().splitlines()]
+    return result, exp, rows, json.loads((exp / "scores_griffinlim" / "metrics.json").read_text())
+
+
+def test_librispeech_unseen_sources_to_seen_targets_through_scoring(prepared, server):
+    """LibriSpeech is speaker-disjoint: its eval speakers convert to train speakers, scored against the
+    targets' held-out utterances (stages 2-9 with a tiny VQ-VAE)."""
+    result, _, rows, metrics = score_tiny_vqvae(prepared["librispeech"], server, "librispeech")
     assert sum(row[5] == "conversion" for row in rows) == 6
     assert not any(row[5] == "reconstruction" for row in rows)  # unseen sources have no voice of their own
     assert "Stage 8: 6 conversions and 0 reconstructions" in result.stderr
-    metrics = json.loads((exp / "scores_griffinlim" / "metrics.json").read_text())
     assert metrics["num_conversions"] == 6 and not metrics["parallel"]
     assert 0.0 <= metrics["rows"]["converted"]["spk_acc"] <= 1.0
 
@@ -374,17 +378,10 @@ def test_librispeech_unseen_sources_to_seen_targets_through_scoring(prepared, se
 def test_vctk_parallel_recipe_through_scoring(prepared, server):
     """VCTK's default (utterance) split, as the Chorowski VQ-VAE seed: every speaker is seen, the eval
     sentence is read by all of them, so conversions have parallel references (stages 2-9, tiny VQ-VAE)."""
-    tmp = prepared["vctk"]
-    result = run_recipe(tmp, server, "vctk", "--model", "vqvae", "--stage", "2", "--stop-stage", "9",
-                        "--data-prep-opts", PREP_OPTS["vctk"], "--train-overrides", TINY_VQVAE,
-                        "--classifier-overrides", TINY_CLASSIFIER, "--score-opts", "--mos-max-pairs 1")
-    assert result.returncode == 0, result.stderr[-4000:]
-    (exp,) = [p for p in (tmp / "exp").iterdir() if p.name.startswith("vqvae")]
+    _, exp, rows, metrics = score_tiny_vqvae(prepared["vctk"], server, "vctk")
     assert set(read_map(exp / "spk2id")) == {"p225", "p226", "p227", "p228"}
-    rows = [line.split() for line in (exp / "convert_griffinlim" / "conversions").read_text().splitlines()]
     conversions = [row for row in rows if row[5] == "conversion"]
     assert conversions and all(row[4] != "-" for row in conversions)  # a parallel reference for each
-    metrics = json.loads((exp / "scores_griffinlim" / "metrics.json").read_text())
     assert metrics["parallel"] and metrics["num_conversions"] == len(conversions)
     converted = metrics["rows"]["converted"]
     assert converted["mcd"] > 0.0 and 0.0 <= converted["spk_acc"] <= 1.0
