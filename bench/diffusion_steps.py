@@ -43,6 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from voiceswap.bin import convert as convert_script  # noqa: E402
+from voiceswap.cli import configure_logging  # noqa: E402
+from voiceswap.data.atomic import atomic_open  # noqa: E402
 from voiceswap.conversion import TargetFeatures  # noqa: E402
 from voiceswap.train.config import load_config  # noqa: E402
 from voiceswap.train.experiment import load_vocoder  # noqa: E402
@@ -76,12 +78,6 @@ def slug(override: str) -> str:
     """``inference.guidance=cfg`` -> ``guidance-cfg``: one directory per setting."""
     key, _, value = override.partition("=")
     return f"{key.split('.')[-1]}-{value}"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def pseudo_experiment(exp: Path, where: Path) -> None:
@@ -124,7 +120,7 @@ def griffin_lim_rtf(items: List[List[str]], args: argparse.Namespace) -> float:
 
 def main() -> int:
     args = get_parser().parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(1)
     torch.set_num_threads(1)
     exp = Path(args.exp_dir)
     root = exp / "bench_steps"
@@ -168,7 +164,8 @@ def main() -> int:
             row = {"steps": steps, "schedule": schedule, "extra": "".join(f", {o}" for o in args.extra),
                    "rtf_cpu": cpu / audio, "rtf_wall": wall / audio,
                    **score_row(pseudo, args)}
-            write_atomically(done, json.dumps({"items": items, "row": row}))
+            with atomic_open(done) as f:
+                f.write(json.dumps({"items": items, "row": row}))
             rows.append(row)
             print(json.dumps(row), flush=True)
     gl = griffin_lim_rtf(items, args)
@@ -182,8 +179,10 @@ def main() -> int:
     lines.append(f"| Griffin-Lim alone | | {gl:.2f} | | | | |")
     table = "\n".join(lines) + "\n"
     name = "_".join(["table", *(slug(o) for o in args.extra)])
-    write_atomically(root / f"{name}.md", table)
-    write_atomically(root / f"{name}.json", json.dumps({"rows": rows, "griffinlim_rtf_cpu": gl}, indent=1))
+    with atomic_open(root / f"{name}.md") as f:
+        f.write(table)
+    with atomic_open(root / f"{name}.json") as f:
+        f.write(json.dumps({"rows": rows, "griffinlim_rtf_cpu": gl}, indent=1))
     print(table)
     return 0
 
