@@ -84,6 +84,11 @@ class FeatsDataset(Dataset):
     instant. Items are dicts of ``utt``, ``speaker`` (int) and one ``(frames, dim)`` float tensor
     per stream (Kaldi vectors, e.g. unit ids, become ``(frames, 1)`` columns). ``speakers``: keep
     only the utterances of these speakers (None: all, and every one must be in ``spk2id``).
+
+    ``reference_scp`` (any-to-any models, ``data.reference_feats``): each item also gets ``reference``,
+    a crop of ``reference_frames`` frames (whole if shorter) of *another* utterance of its speaker from
+    that feats.scp (the item's own only when the speaker has no other), drawn anew every epoch; the
+    model learns its speaker from it and cannot copy the item's words.
     """
 
     def __init__(
@@ -95,6 +100,8 @@ class FeatsDataset(Dataset):
         seed: int = 0,
         frame_ratios: Optional[Mapping[str, int]] = None,
         speakers: Optional[Collection[str]] = None,
+        reference_scp: Optional[str | Path] = None,
+        reference_frames: int = 0,
     ):
         self.stream_names = list(streams)
         self.scp_paths = {name: str(path) for name, path in streams.items()}
@@ -128,6 +135,24 @@ class FeatsDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._loaders: Optional[Dict[str, Mapping]] = None
+        self.reference_scp = None if reference_scp is None else str(reference_scp)
+        self.reference_frames = int(reference_frames)
+        self._reference_utts: Dict[int, List[str]] = {}
+        self._reference_loader: Optional[Mapping] = None
+        if self.reference_scp is not None:
+            if not Path(self.reference_scp).is_file():
+                raise DataDirError(f"{self.reference_scp}: feats.scp of the reference stream (data.reference_feats) "
+                                   "not found; run stages 2-3 first")
+            if self.reference_frames < 1:
+                raise ValueError(f"data.reference_frames must be a positive number of frames, got {reference_frames}")
+            with_reference = set(read_kaldi_map(self.reference_scp))
+            for utt, speaker in zip(self.utts, self.speakers):
+                if utt in with_reference:
+                    self._reference_utts.setdefault(speaker, []).append(utt)
+            missing = sorted({utt2spk[u] for u, s in zip(self.utts, self.speakers) if s not in self._reference_utts})
+            if missing:
+                raise DataDirError(f"speaker(s) {missing[:5]} have no utterance in {self.reference_scp}, so no "
+                                   "reference: re-run stages 2-3")
 
     def _read_num_frames(self, name: str) -> List[int]:
         scp = Path(self.scp_paths[name])
@@ -188,7 +213,23 @@ class FeatsDataset(Dataset):
             end = None if crop is None else (offset + crop) * ratio
             cropped = np.array(matrix[offset * ratio : end], dtype=np.float32)  # a writable copy
             item[name] = torch.from_numpy(cropped.reshape(len(cropped), -1))  # vectors -> (frames, 1)
+        if self.reference_scp is not None:
+            item["reference"] = self._reference(index)
         return item
+
+    def _reference(self, index: int) -> torch.Tensor:
+        """A crop of another utterance of item ``index``'s speaker (``(frames, dim)``), the same for a given epoch."""
+        if self._reference_loader is None:
+            self._reference_loader = kaldiio.load_scp(self.reference_scp)
+        utt = self.utts[index]
+        candidates = [u for u in self._reference_utts[self.speakers[index]] if u != utt] or [utt]
+        key = f"{self.seed}:{self.epoch}:{utt}:reference"
+        chosen = candidates[zlib.crc32(key.encode()) % len(candidates)]
+        matrix = self._reference_loader[chosen]
+        frames = matrix.shape[0]
+        offset = zlib.crc32(f"{key}:{chosen}".encode()) % max(1, frames - self.reference_frames + 1)
+        cropped = np.array(matrix[offset : offset + self.reference_frames], dtype=np.float32)
+        return torch.from_numpy(cropped.reshape(len(cropped), -1))
 
 
 def collate_padded(items: Sequence[Dict[str, object]]) -> Dict[str, object]:

@@ -19,6 +19,11 @@ speaker with fewer train utterances of at least ``crop_frames`` frames).
 and target (its frame rate may differ: it then gets its own ``cond_<name>_lengths`` and
 ``cond_<name>_mask``, see :func:`~voiceswap.data.dataset.collate_padded`).
 
+``data.reference_feats`` and ``data.reference_frames`` (any-to-any models, with
+``model.speaker_conditioning: reference``; voiceswap/nets/speaker.py): every item also gets batch key
+``reference``, a crop of another utterance of its speaker from that stream (``reference_mask`` when
+its lengths differ from the input's).
+
 ``data.dataset: mel_audio_segments`` (vocoders) builds aligned (log-mel, waveform) segments
 instead: stream ``data.feats`` (the features *before* normalisation, e.g. ``raw/logmel80``) with
 ``<data_dir>/<set>/wav.scp``; the config's ``features`` section must match the features'
@@ -30,7 +35,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -63,14 +68,31 @@ def _stream_scps(config: Mapping, stream_config: Mapping, subset: str, layout: S
     return scps
 
 
+def reference_feats(config: Mapping) -> Optional[str]:
+    """The stream of ``data.reference_feats`` for a model with ``model.speaker_conditioning: reference``
+    (None for a model with a speaker table); the two keys must agree."""
+    name = config["data"].get("reference_feats")
+    conditioning = (config.get("model") or {}).get("speaker_conditioning", "table")
+    if conditioning == "reference" and not name:
+        raise ValueError("model.speaker_conditioning is reference but data.reference_feats is not set: name the "
+                         "features the reference encoder reads, e.g. --set data.reference_feats=logmel80")
+    if name and conditioning != "reference":
+        raise ValueError(f"data.reference_feats is {name!r} but model.speaker_conditioning is {conditioning!r}: "
+                         "references are read only by a model with --set model.speaker_conditioning=reference")
+    return name or None
+
+
 def check_dims(config: Mapping, dataset: FeatsDataset) -> None:
     """A model whose in/out dims differ from the features fails now, not at the first matmul."""
     item = dataset[0]
-    for stream, key in (("input", "in_dim"), ("target", "out_dim")):
+    checks = [("input", "in_dim", "input_feats"), ("target", "out_dim", "target_feats")]
+    if "reference" in item:
+        checks.append(("reference", "reference_dim", "reference_feats"))
+    for stream, key, feats_key in checks:
         expected = config["model"].get(key)
         actual = item[stream].shape[1]
         if expected is not None and expected != actual:
-            feat = config["data"][f"{stream}_feats"]
+            feat = config["data"][feats_key]
             raise DimensionMismatch(f"model.{key} is {expected} but the {feat} features have dim {actual}: "
                                     f"use --set model.{key}={actual}")
 
@@ -120,13 +142,21 @@ def build_loaders(config: Mapping, layout: StreamLayout, data_dir: str, train_se
                                 pin_memory, stream_config)
     if kind != "feats":
         raise ValueError(f"data.dataset is {kind!r}; use feats (feature streams) or mel_audio_segments (vocoders)")
+    reference = reference_feats(config)
+
+    def references(subset: str) -> Dict[str, Any]:
+        if reference is None:
+            return {}
+        return {"reference_scp": stream_scp(stream_config, reference, subset, layout),
+                "reference_frames": int(data.get("reference_frames") or 0)}
+
     train_data = FeatsDataset(_stream_scps(config, stream_config, train_set, layout), utt2spk_path, spk2id,
-                              crop_frames=data["crop_frames"], seed=seed, speakers=selected)
+                              crop_frames=data["crop_frames"], seed=seed, speakers=selected, **references(train_set))
     # Validation reads whole utterances with the train set's frame ratios (a small set could round otherwise).
     valid_utt2spk = f"{data_dir}/{valid_set}/utt2spk"
     valid_data = FeatsDataset(_stream_scps(config, stream_config, valid_set, layout), valid_utt2spk,
                               spk2id, frame_ratios=dict(train_data.frame_ratios),
-                              speakers=known_valid_speakers(valid_utt2spk, spk2id, selected))
+                              speakers=known_valid_speakers(valid_utt2spk, spk2id, selected), **references(valid_set))
     check_dims(config, train_data)
     if data.get("min_windows_per_speaker") and rank == 0:
         warn_few_windows(train_data, spk2id, int(data["min_windows_per_speaker"]))

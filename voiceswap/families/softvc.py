@@ -37,7 +37,7 @@ and then gives exactly its number of frames.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,7 @@ from voiceswap.nets.softvc import AcousticModel, SoftUnitHead, lengths_to_mask
 from voiceswap.train.jobs import PlanError
 from voiceswap.train.plan import Step
 from voiceswap.train.registry import Family, SingleLossFamily, UnsupportedByFamily, register_family
+from voiceswap.train.speakers import Target, batch_speakers, references_vector, target_batch
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -229,7 +230,7 @@ class SoftVCFamily(Family):
             target_mask = lengths_to_mask((unit_mask.sum(1) * factor).clamp(max=target_frames), target_frames)
         frame_lengths = target_mask.sum(1) if target_mask is not None else None
         pitch = self._pitch_bins(batch[f"cond_{PITCH}"]) if f"cond_{PITCH}" in batch else None
-        return {"units": units, "target": target, "speakers": batch["speakers"], "unit_mask": unit_mask,
+        return {"units": units, "target": target, "speakers": batch_speakers(batch), "unit_mask": unit_mask,
                 "target_mask": target_mask, "frame_lengths": frame_lengths, "pitch": pitch}
 
     def _pitch_bins(self, stream: torch.Tensor) -> torch.Tensor:
@@ -265,8 +266,11 @@ class SoftVCFamily(Family):
             metrics["l1_free_running"] = masked_l1(generated, inputs["target"], inputs["target_mask"]).item()
         return metrics
 
+    def speaker_vector(self, references: Sequence[torch.Tensor]) -> torch.Tensor:
+        return references_vector(self.models["model"], references)
+
     @torch.no_grad()
-    def convert(self, features: torch.Tensor, target_speaker: int,
+    def convert(self, features: torch.Tensor, target_speaker: Target,
                 conditions: Optional[Mapping[str, Any]] = None) -> torch.Tensor:
         """Units ``(T_u, D)`` (or ids ``(T_u,)``) -> normalised log-mel ``(2 * T_u, n_mels)`` (``T_u`` frames
         without upsampling) in the voice of speaker ``target_speaker``, free-running.
@@ -278,7 +282,7 @@ class SoftVCFamily(Family):
         model = getattr(model, "module", model)
         device = next(model.parameters()).device
         units = features.to(device).unsqueeze(0)
-        speakers = torch.tensor([target_speaker], dtype=torch.long, device=device)
+        speakers = target_batch(target_speaker, device)
         if not model.pitch_bins:
             return model.generate(units, speakers)[0]
         stream = (conditions or {}).get(PITCH)

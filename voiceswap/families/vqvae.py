@@ -7,13 +7,14 @@ reconstruction plus the VQ bottleneck's own loss.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 from voiceswap.nets.vqvae import VQVAE
 from voiceswap.train.plan import Step
 from voiceswap.train.registry import SingleLossFamily, register_family
+from voiceswap.train.speakers import Target, batch_speakers, references_vector, target_batch
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -46,7 +47,7 @@ class VQVAEFamily(SingleLossFamily):
         model = self.models["model"]
         features = batch["input"].transpose(1, 2)
         target = batch["target"].transpose(1, 2)
-        output = model(features, batch["speakers"], batch["mask"])
+        output = model(features, batch_speakers(batch), batch["mask"])
         reconstruction_loss = masked_mse(output["reconstruction"], target, batch["mask"])
         vq = output["vq"]
         loss = reconstruction_loss + vq.loss
@@ -65,10 +66,14 @@ class VQVAEFamily(SingleLossFamily):
         output = self.models["model"].quantize(self.models["model"].encode(features.T.unsqueeze(0)))
         return {"indices": output.indices[0], "vectors": output.quantized[0].T}
 
+    def speaker_vector(self, references: Sequence[torch.Tensor]) -> torch.Tensor:
+        return references_vector(self.models["model"], references)
+
     @torch.no_grad()
-    def convert(self, features: torch.Tensor, target_speaker: int) -> torch.Tensor:
-        """Encode the source, decode with the target's speaker embedding: ``(T, in_dim) -> (T, out_dim)``."""
-        speakers = torch.tensor([target_speaker], dtype=torch.long)
+    def convert(self, features: torch.Tensor, target_speaker: Target) -> torch.Tensor:
+        """Encode the source, decode with the target's speaker embedding (an id of the table, or a vector of
+        :meth:`speaker_vector`): ``(T, in_dim) -> (T, out_dim)``."""
+        speakers = target_batch(target_speaker, features.device)
         return self.models["model"].convert(features.T.unsqueeze(0), speakers)[0].T
 
 

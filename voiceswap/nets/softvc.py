@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from voiceswap.nets.speaker import ReferenceEncoder, Speakers, check_speaker_conditioning, speaker_vectors
+
 #: The encoder's transposed convolution doubles the frame rate (50 Hz units -> 100 Hz mels).
 UPSAMPLING = 2
 
@@ -257,6 +259,8 @@ class AcousticModel(nn.Module):
     seed's single-speaker model. Seed sizes: embedding/prenet 256, channels 512, decoder prenet
     256, LSTM 768 (``conf/softvc.yaml`` has a small CPU configuration). ``pitch_bins`` > 0 adds the
     pitch embedding (``pitch (B, T)`` bins of :meth:`pitch_bin` at the mel rate; 0: no pitch input).
+    ``speaker_conditioning``: ``table`` or ``reference`` (any-to-any; voiceswap/nets/speaker.py), whose
+    encoder reads ``reference_dim`` features with ``reference_channels`` channels.
     """
 
     def __init__(
@@ -277,6 +281,9 @@ class AcousticModel(nn.Module):
         upsample: bool = True,
         pitch_bins: int = 0,
         pitch_range: float = 0.8,
+        speaker_conditioning: str = "table",
+        reference_dim: int = 80,
+        reference_channels: int = 128,
     ) -> None:
         super().__init__()
         if pitch_bins < 0 or pitch_bins == 1 or (pitch_bins and pitch_range <= 0):
@@ -290,7 +297,14 @@ class AcousticModel(nn.Module):
         self.out_dim = out_dim
         self.encoder = AcousticEncoder(in_dim, discrete, num_units, embedding_dim, prenet_dim, channels,
                                        kernel_size, dropout, upsample)
-        self.speaker_embedding = nn.Embedding(num_speakers, speaker_dim) if speaker_dim > 0 else None
+        self.speaker_dim = max(speaker_dim, 0)
+        self.speaker_conditioning = check_speaker_conditioning(speaker_conditioning)
+        if speaker_conditioning == "reference" and speaker_dim < 1:
+            raise ValueError("model.speaker_conditioning: reference needs model.speaker_dim > 0 (the vector it makes)")
+        table = speaker_dim > 0 and speaker_conditioning == "table"
+        self.speaker_embedding = nn.Embedding(num_speakers, speaker_dim) if table else None
+        self.reference_encoder = (ReferenceEncoder(reference_dim, speaker_dim, reference_channels)
+                                  if speaker_conditioning == "reference" else None)
         self.pitch_bins = pitch_bins
         self.pitch_range = pitch_range
         # Row 0: unvoiced; rows 1..pitch_bins: voiced, low to high.
@@ -315,7 +329,7 @@ class AcousticModel(nn.Module):
     def condition(
         self,
         units: torch.Tensor,
-        speakers: Optional[torch.Tensor],
+        speakers: Optional[Speakers],
         unit_mask: Optional[torch.Tensor] = None,
         frame_lengths: Optional[torch.Tensor] = None,
         num_frames: Optional[int] = None,
@@ -351,10 +365,11 @@ class AcousticModel(nn.Module):
             pitch = pitch.to(encoded.device).long()
             pitch = pitch[:, :total] if pitch.shape[1] >= total else F.pad(pitch, (0, total - pitch.shape[1]))
             x = x + self.pitch_embedding(pitch)
-        if self.speaker_embedding is not None:
+        if self.speaker_dim:
             if speakers is None:
-                raise ValueError("this model has a speaker embedding: pass speakers (B,) long")
-            speaker = self.speaker_embedding(speakers.to(encoded.device).long())
+                raise ValueError("this model is conditioned on a speaker: pass speakers (ids, references or vectors)")
+            speaker = speaker_vectors(speakers, self.speaker_embedding, self.reference_encoder, self.speaker_dim,
+                                      encoded.device)
             x = torch.cat([x, speaker[:, None, :].expand(-1, total, -1)], dim=-1)
         padded = mask is not None or bool((frame_lengths < total).any())
         if padded:
@@ -365,7 +380,7 @@ class AcousticModel(nn.Module):
         self,
         units: torch.Tensor,
         target_mels: torch.Tensor,
-        speakers: Optional[torch.Tensor] = None,
+        speakers: Optional[Speakers] = None,
         unit_mask: Optional[torch.Tensor] = None,
         frame_lengths: Optional[torch.Tensor] = None,
         pitch: Optional[torch.Tensor] = None,
@@ -385,7 +400,7 @@ class AcousticModel(nn.Module):
     def generate(
         self,
         units: torch.Tensor,
-        speakers: Optional[torch.Tensor] = None,
+        speakers: Optional[Speakers] = None,
         unit_mask: Optional[torch.Tensor] = None,
         frame_lengths: Optional[torch.Tensor] = None,
         num_frames: Optional[int] = None,

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from voiceswap.nets.speaker import ReferenceEncoder, Speakers, check_speaker_conditioning, speaker_vectors
 from voiceswap.nets.vq import TimeJitter, VectorQuantizer, VQOutput
 
 # The encoder halves the frame rate once; the decoder upsamples by the same factor.
@@ -110,6 +111,9 @@ class VQVAE(nn.Module):
         jitter_p: time-jitter probability on the quantised vectors (training only; 0 disables).
         residual_dim: hidden channels inside the residual layers (default: hidden_dim).
         num_residual_layers: layers of the encoder's and decoder's residual stacks.
+        speaker_conditioning: ``table`` (a learned vector per train speaker) or ``reference`` (any-to-any:
+            a :class:`~voiceswap.nets.speaker.ReferenceEncoder` of ``reference_dim`` features with
+            ``reference_channels`` channels makes the vector from a reference utterance).
         vq_variant, commitment_cost, ema_decay, ema_epsilon, soft_em_beta, soft_em_gamma,
         dead_code_revival, revival_patience: passed to ``VectorQuantizer``.
     """
@@ -134,6 +138,9 @@ class VQVAE(nn.Module):
         revival_patience: int = 100,
         residual_dim: Optional[int] = None,
         num_residual_layers: int = 2,
+        speaker_conditioning: str = "table",
+        reference_dim: int = 80,
+        reference_channels: int = 128,
     ) -> None:
         super().__init__()
         if num_speakers < 1:
@@ -161,8 +168,12 @@ class VQVAE(nn.Module):
         self.jitter = TimeJitter(jitter_p)
 
         self.decoder_input_conv = nn.Conv1d(code_dim, hidden_dim, kernel_size=3, padding=1)
-        # A persistent, learned table (seed 004 re-created it every forward pass).
-        self.speaker_embedding = nn.Embedding(num_speakers, speaker_dim)
+        self.speaker_dim = speaker_dim
+        self.speaker_conditioning = check_speaker_conditioning(speaker_conditioning)
+        # A persistent, learned table (seed 004 re-created it every forward pass), or the reference encoder.
+        self.speaker_embedding = nn.Embedding(num_speakers, speaker_dim) if speaker_conditioning == "table" else None
+        self.reference_encoder = (ReferenceEncoder(reference_dim, speaker_dim, reference_channels)
+                                  if speaker_conditioning == "reference" else None)
         # The speaker is projected and added (broadcast over time) after upsampling and before every
         # residual layer, so that every decoder stage can use it.
         self.speaker_projections = nn.ModuleList(
@@ -189,11 +200,13 @@ class VQVAE(nn.Module):
     def decode(
         self,
         quantized: torch.Tensor,
-        speaker_ids: torch.Tensor,
+        speaker_ids: Speakers,
         num_frames: int,
         code_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Codes ``(B, code_dim, T_code)`` + speaker ids ``(B,)`` -> ``(B, out_dim, num_frames)``.
+        """Codes ``(B, code_dim, T_code)`` + speakers -> ``(B, out_dim, num_frames)``.
+
+        Speakers are ids ``(B,)``, reference features or vectors (voiceswap/nets/speaker.py).
 
         Jitter (training mode only) is applied here, to the quantised vectors; ``code_mask`` keeps it
         from copying padded codes into real ones. The upsampled sequence (``2 * T_code`` frames) is
@@ -207,7 +220,8 @@ class VQVAE(nn.Module):
             x = x[..., :num_frames]
         else:
             x = F.pad(x, (0, num_frames - upsampled_frames), mode="replicate")
-        speaker = self.speaker_embedding(speaker_ids)  # (B, speaker_dim)
+        speaker = speaker_vectors(speaker_ids, self.speaker_embedding, self.reference_encoder, self.speaker_dim,
+                                  x.device)  # (B, speaker_dim)
         conditions = [projection(speaker) for projection in self.speaker_projections]
         x = x + conditions[0].unsqueeze(-1)
         x = self.decoder_residual_stack(x, conditions[1:])
@@ -216,7 +230,7 @@ class VQVAE(nn.Module):
     def forward(
         self,
         features: torch.Tensor,
-        speaker_ids: torch.Tensor,
+        speaker_ids: Speakers,
         mask: Optional[torch.Tensor] = None,
     ) -> Dict[str, Union[torch.Tensor, VQOutput]]:
         """Reconstruct ``features (B, in_dim, T)`` as ``(B, out_dim, T)`` with speakers ``(B,)``.
@@ -233,7 +247,7 @@ class VQVAE(nn.Module):
         return {"reconstruction": reconstruction, "vq": vq_output, "z_e": z_e}
 
     @torch.no_grad()
-    def convert(self, features: torch.Tensor, target_speaker_ids: torch.Tensor) -> torch.Tensor:
+    def convert(self, features: torch.Tensor, target_speaker_ids: Speakers) -> torch.Tensor:
         """Voice conversion: source ``(B, in_dim, T)`` -> ``(B, out_dim, T)`` in the target voices.
 
         Runs as the module's mode says; call ``.eval()`` first so that neither jitter nor the VQ's

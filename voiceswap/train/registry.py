@@ -174,13 +174,21 @@ class Family(abc.ABC):
 
     def convert(self, features: torch.Tensor, target_speaker: int) -> torch.Tensor:
         """One source utterance's input features ``(T, D_in)`` -> output features ``(T', D_out)``
-        (normalised log-mel) in the voice of speaker id ``target_speaker``.
+        (normalised log-mel) in the voice of speaker id ``target_speaker`` (or, for an any-to-any model,
+        the speaker vector of :meth:`speaker_vector`).
 
         A family whose config has ``data.cond_feats`` (Soft-VC's pitch) is also given
         ``conditions={stream name: (T_c, D_c) array}``, made for this source and target by
         voiceswap.conversion.ConversionConditions; the others are called without it.
         """
         raise UnsupportedByFamily(f"the {type(self).__name__} family does not convert voices")
+
+    def speaker_vector(self, references: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Any-to-any conversion (``model.speaker_conditioning: reference``): the vector :meth:`convert` takes
+        as ``target_speaker`` for a voice given by reference utterances (their ``data.reference_feats``
+        features, each ``(T, D)``). A family with a speaker table only converts to its ids."""
+        raise UnsupportedByFamily(f"the {type(self).__name__} family converts only to the speakers of its table, "
+                                  "not to a voice given by reference recordings")
 
     def encode_units(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:
         """One utterance's input features ``(T, D_in)`` -> its units, e.g. ``{"indices": (T_u,)
