@@ -503,7 +503,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     ${decode_cmd} JOB=1:"${_nj}" "${_out}/log/convert.JOB.log" \
       convert.py --exp-dir "${model_exp}" --checkpoint "${_ckpt}" ${inference_set_opts} --dump-dir "${dump_dir}" --data-set "${eval_set}" \
         --train-set "${train_set}" --utt2spk "${data_dir}/${eval_set}/utt2spk" \
-        --vocoder-config "${vocoder_config}" --vocoder-dir "${vocoder_dir}" --job JOB \
+        --vocoder-config "${vocoder_config}" --vocoder-dir "${vocoder_dir}" --references-from "${_out}/items" --job JOB \
         "${_out}/split/items.JOB" "${_out}"
     for _n in $(seq "${_nj}"); do cat "${_out}/mel.${_n}.scp"; done | LC_ALL=C sort > "${_out}/mel.scp"
     for _n in $(seq "${_nj}"); do cat "${_out}/conversions.${_n}"; done | LC_ALL=C sort > "${_out}/conversions"

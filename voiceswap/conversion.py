@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -84,16 +84,42 @@ class Converter:
             self.vocoder = None
         else:
             self.vocoder = load_vocoder(vocoder_config, target.config.to_dict(), vocoder_dir)
+        self.speaker_vectors: Dict[str, torch.Tensor] = {}
 
     @property
     def sample_rate(self) -> int:
         return self.target.config.sample_rate
+
+    @property
+    def any_to_any(self) -> bool:
+        """Whether the model converts to voices given by reference utterances (``model.speaker_conditioning:
+        reference``) rather than to the speakers of its table."""
+        return (self.model.config.get("model") or {}).get("speaker_conditioning") == "reference"
+
+    @property
+    def reference_feats(self) -> str:
+        """The features the model's reference encoder reads (``data.reference_feats``)."""
+        return self.model.config["data"]["reference_feats"]
+
+    def add_speaker(self, speaker: str, references: Sequence[torch.Tensor]) -> None:
+        """Make ``speaker`` a target of an any-to-any model from its reference utterances' features
+        (``data.reference_feats``, normalised; each ``(T, D)``)."""
+        self.speaker_vectors[speaker] = self.model.family.speaker_vector(references)
 
     def speaker_id(self, speaker: str) -> int:
         if speaker not in self.model.spk2id:
             raise ConversionError(f"target speaker '{speaker}' is not one the model knows "
                                   f"({' '.join(self.model.spk2id)})")
         return self.model.spk2id[speaker]
+
+    def target_of(self, speaker: str) -> Union[int, torch.Tensor]:
+        """What the family converts to: ``speaker``'s id in the table, or its vector (any-to-any)."""
+        if not self.any_to_any:
+            return self.speaker_id(speaker)
+        if speaker not in self.speaker_vectors:
+            raise ConversionError(f"target speaker '{speaker}' has no reference utterances: this model converts to "
+                                  "a voice given by references (model.speaker_conditioning: reference)")
+        return self.speaker_vectors[speaker]
 
     @torch.no_grad()
     def convert(self, model_input: torch.Tensor, target_speaker: str, num_frames: Optional[int] = None,
@@ -110,7 +136,7 @@ class Converter:
             return self._convert_to_audio(model_input, self.speaker_id(target_speaker), num_frames, what)
         # Only a conditioned model is given conditions: every other family keeps convert(features, speaker).
         extra = {} if conditions is None else {"conditions": conditions}
-        normalised = self.model.family.convert(model_input, self.speaker_id(target_speaker), **extra)
+        normalised = self.model.family.convert(model_input, self.target_of(target_speaker), **extra)
         frames = num_frames or normalised.shape[0]
         if normalised.shape[0] > frames:
             normalised = normalised[:frames]
@@ -152,10 +178,12 @@ class ConversionConditions:
     Only streams that the family's plan makes with a ``pitch`` step can be made at conversion: the
     source's pitch stream moved to the target speaker's log-F0 range
     (:func:`voiceswap.features.pitch.converted_stream`). The target's statistics are the train set's
-    (``spk_f0_stats`` beside the stream). A corpus utterance (:meth:`utterance`, stage 8) reads the
-    stream of its set, and its speaker's statistics come from the train set, or from its own set for
-    a speaker not trained on. Your own audio (:meth:`audio`) is analysed with the config's ``pitch:``
-    settings on the target features' frames, and its own voiced frames give the source statistics.
+    (``spk_f0_stats`` beside the stream), or, for the targets of an any-to-any model, those of its
+    reference utterances (:meth:`add_speaker_utterances`, :meth:`add_speaker_audio`). A corpus
+    utterance (:meth:`utterance`, stage 8) reads the stream of its set, and its speaker's statistics
+    come from the train set, or from its own set for a speaker not trained on. Your own audio
+    (:meth:`audio`) is analysed with the config's ``pitch:`` settings on the target features' frames,
+    and its own voiced frames give the source statistics.
     """
 
     def __init__(self, model: LoadedExperiment, dump_dir: PathLike, target: FeatureConfig,
@@ -178,6 +206,8 @@ class ConversionConditions:
         self.train_set = train_set
         self.settings = pitch_settings(self.config.get("pitch")) if self.names else {}
         self.train_stats = {name: read_f0_stats(self._dir(name, train_set) / "spk_f0_stats") for name in self.names}
+        # Any-to-any targets: statistics of their reference utterances, which take the train set's place.
+        self.reference_stats: Dict[str, Dict[str, Any]] = {name: {} for name in self.names}
         self._sets: dict = {}
 
     @classmethod
@@ -193,8 +223,52 @@ class ConversionConditions:
 
         return stream_dir(self.config, name, subset, self.layout)
 
+    def _set(self, name: str, data_set: str) -> Tuple[Mapping[str, Any], Mapping[str, Any]]:
+        """The ``name`` streams of ``data_set`` and their speakers' statistics (read once)."""
+        import kaldiio
+
+        from voiceswap.features.pitch import read_f0_stats
+
+        if (name, data_set) not in self._sets:
+            scp = self._dir(name, data_set) / "feats.scp"
+            if not scp.is_file():
+                raise ConversionError(f"{scp} is missing: the {name} stream of {data_set} is made by stage 4")
+            self._sets[name, data_set] = (kaldiio.load_scp(str(scp)), read_f0_stats(scp.parent / "spk_f0_stats"))
+        return self._sets[name, data_set]
+
+    def add_speaker_utterances(self, speaker: str, data_set: str, utts: Sequence[str]) -> None:
+        """An any-to-any target's log-F0 statistics from its reference utterances ``utts`` of ``data_set``."""
+        from voiceswap.features.pitch import LOG_F0, VOICED, F0Stats, PitchError
+
+        for name in self.names:
+            streams, _ = self._set(name, data_set)
+            missing = [utt for utt in utts if utt not in streams]
+            if missing:
+                raise ConversionError(f"reference utterance(s) {' '.join(missing[:3])} of '{speaker}' have no {name} "
+                                      f"stream in {self._dir(name, data_set)}: re-run stage 4")
+            stream = np.concatenate([np.asarray(streams[utt]) for utt in utts])
+            try:
+                self.reference_stats[name][speaker] = F0Stats.of(stream[:, LOG_F0], stream[:, VOICED] > 0.5)
+            except PitchError:
+                raise ConversionError(f"the reference utterances of '{speaker}' ({' '.join(utts[:3])} ...) have no "
+                                      "voiced frame: no pitch range to convert to") from None
+
+    def add_speaker_audio(self, speaker: str, waveforms: Sequence[np.ndarray]) -> None:
+        """An any-to-any target's log-F0 statistics from reference recordings (at the target features' rate)."""
+        from voiceswap.features.pitch import F0Stats, PitchError, extract_log_f0
+
+        tracks = [extract_log_f0(waveform, self.target.sample_rate, self.target.hop_length, **self.settings)
+                  for waveform in waveforms]
+        try:
+            stats = F0Stats.of(np.concatenate([f0 for f0, _ in tracks]), np.concatenate([v for _, v in tracks]))
+        except PitchError:
+            raise ConversionError(f"the reference recordings of '{speaker}' have no voiced frame: no pitch range "
+                                  "to convert to") from None
+        for name in self.names:
+            self.reference_stats[name][speaker] = stats
+
     def _target_stats(self, name: str, target_speaker: str) -> Any:
-        stats = self.train_stats[name].get(target_speaker)
+        stats = self.reference_stats[name].get(target_speaker) or self.train_stats[name].get(target_speaker)
         if stats is None:
             raise ConversionError(f"target speaker '{target_speaker}' has no log-F0 statistics in "
                                   f"{self._dir(name, self.train_set)}/spk_f0_stats: re-run the pitch step of stage 4")
@@ -202,18 +276,11 @@ class ConversionConditions:
 
     def utterance(self, data_set: str, utt: str, source_speaker: str, target_speaker: str) -> dict:
         """``{name: (T, 3) float32}`` for corpus utterance ``utt`` of ``data_set`` converted to ``target_speaker``."""
-        import kaldiio
-
-        from voiceswap.features.pitch import PitchError, converted_stream, read_f0_stats
+        from voiceswap.features.pitch import PitchError, converted_stream
 
         conditions = {}
         for name in self.names:
-            if (name, data_set) not in self._sets:
-                scp = self._dir(name, data_set) / "feats.scp"
-                if not scp.is_file():
-                    raise ConversionError(f"{scp} is missing: the {name} stream of {data_set} is made by stage 4")
-                self._sets[name, data_set] = (kaldiio.load_scp(str(scp)), read_f0_stats(scp.parent / "spk_f0_stats"))
-            streams, set_stats = self._sets[name, data_set]
+            streams, set_stats = self._set(name, data_set)
             if utt not in streams:
                 raise ConversionError(f"utterance '{utt}' has no {name} stream in {self._dir(name, data_set)}: "
                                       "re-run stage 4")
@@ -252,7 +319,7 @@ class AudioFeatures:
     def __init__(self, dump_dir: PathLike, train_set: str = "train") -> None:
         from voiceswap.features.spectral import FeatureExtractor
 
-        dump_dir = Path(dump_dir)
+        dump_dir = self.dump_dir = Path(dump_dir)
         self.features = {}
         for raw in sorted((dump_dir / "raw").glob("*")):
             stats = dump_dir / "stats" / raw.name / "global_stats.npz"

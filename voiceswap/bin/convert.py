@@ -12,12 +12,18 @@ The model (``--exp-dir``, best checkpoint unless ``--checkpoint``) reads the str
 output has the source's number of target-feature frames, so the audio has ``frames x hop`` samples.
 The vocoder is ``--vocoder-config`` (conf/vocoder/<name>.yaml); one that is trained (stage 7) needs
 ``--vocoder-dir``. To convert your own audio files, see ``convert_audio.py``.
+
+An any-to-any model (``model.speaker_conditioning: reference``) converts to a target of any set, known
+to it or not: its speaker vector is the mean over the target's reference utterances in ``--data-set``,
+which are those that no line of ``--references-from`` (the whole item list of the decode, not one
+job's split) uses as a source or a reference; stage 9 takes its speaker centroids from the same
+utterances (voiceswap/data/pairs.py: ``speaker_references``).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Set
 import logging
 import sys
 from pathlib import Path
@@ -33,6 +39,7 @@ from voiceswap.data.ark import ArkWriter
 from voiceswap.data.atomic import atomic_open
 from voiceswap.data.finite import NonFiniteError
 from voiceswap.data.kaldi_dir import DataDirError, read_kaldi_map
+from voiceswap.data.pairs import speaker_references
 from voiceswap.data.streams import StreamError, StreamLayout, stream_scp
 from voiceswap.features.spectral import FeatureConfigError
 from voiceswap.progress import progress
@@ -54,12 +61,45 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--utt2spk", required=True, help="utt2spk of the set")
     parser.add_argument("--vocoder-config", default="conf/vocoder/griffinlim.yaml", help="conf/vocoder/<name>.yaml")
     parser.add_argument("--vocoder-dir", help="a trained vocoder's experiment dir (stage 7)")
+    parser.add_argument("--references-from",
+                        help="any-to-any models: the decode's whole item list, whose unused utterances of each target "
+                        "are its references (default: items)")
     parser.add_argument("--job", default="1", help="job id used in the output file names")
     parser.add_argument("--num-threads", type=int, default=1)
     parser.add_argument("--verbose", type=int, default=1)
     parser.add_argument("items", help="lines 'source_utt target_spk reference_utt'")
     parser.add_argument("out_dir")
     return parser
+
+
+def add_reference_speakers(converter: Converter, conditions: Optional[ConversionConditions], experiment: Any,
+                           args: argparse.Namespace, utt2spk: Dict[str, str], targets: Set[str]) -> None:
+    """Give an any-to-any model each target's vector (and pitch range) from its reference utterances."""
+    path = args.references_from or args.items
+    lines = [line.split() for line in open(path) if line.strip()]
+    bad = [number for number, fields in enumerate(lines, 1) if len(fields) != 3]
+    if bad:
+        raise ConversionError(f"{path}:{bad[0]}: expected 'source_utt target_spk reference_utt'")
+    references, fallback = speaker_references([(s, t, None if r == "-" else r) for s, t, r in lines], utt2spk)
+    if fallback:
+        logging.warning("speaker(s) %s have no utterance of %s outside the pairs: their references include the pair "
+                        "utterances", " ".join(fallback), args.data_set)
+    scp = stream_scp(experiment.config, converter.reference_feats, args.data_set,
+                     StreamLayout.of(args.dump_dir, args.exp_dir))
+    if not scp.is_file():
+        raise StreamError(f"{scp} is missing: the reference features {converter.reference_feats!r} of {args.data_set} "
+                          "are made by stages 2-3")
+    features = kaldiio.load_scp(str(scp))
+    for target in sorted(targets, key=str.encode):
+        utts = [utt for utt in references.get(target, []) if utt in features]
+        if not utts:
+            raise ConversionError(f"target speaker '{target}' has no utterance in {args.utt2spk} with features in "
+                                  f"{scp} to take its voice from")
+        converter.add_speaker(target, [torch.from_numpy(np.array(features[utt], dtype=np.float32)) for utt in utts])
+        if conditions is not None:
+            conditions.add_speaker_utterances(target, args.data_set, utts)
+        logging.info("target %s: the voice of %d reference utterance(s) of %s (%s ...)", target, len(utts),
+                     args.data_set, " ".join(utts[:3]))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -84,6 +124,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         conditions = ConversionConditions.of(experiment, args.dump_dir, converter.target.config, args.train_set)
         utt2spk = read_kaldi_map(args.utt2spk)
         items = [line.split() for line in open(args.items) if line.strip()]
+        if converter.any_to_any:
+            add_reference_speakers(converter, conditions, experiment, args, utt2spk,
+                                   {fields[1] for fields in items if len(fields) == 3})
     except (FileNotFoundError, FeatureConfigError, DataDirError, UnsupportedByFamily, ValueError, ConfigError,
             ExperimentError, CheckpointError, StreamError) as error:
         logging.error("%s", error)

@@ -11,6 +11,15 @@ and normalised with the statistics of ``--dump-dir`` (the corpus the model was t
 family turns them into its input (e.g. Soft-VC: content features -> its unit head -> soft units)
 and converts; the vocoder makes ``<out-dir>/<name>_to_<target>.wav``. ``<out-dir>/conversions``
 lists ``name input target output``.
+
+An any-to-any model (``model.speaker_conditioning: reference``) converts to the voice of reference
+recordings instead of a speaker of its table, e.g. a speaker it never heard::
+
+  convert_audio.py --exp-dir exp/<tag> --target-ref her1.wav --target-ref her2.wav --target-spk her \
+                   --out-dir out/ in.wav
+
+Its speaker vector is the mean over the references (and, for a pitch-conditioned model, their F0 gives
+the target's pitch range); ``--target-spk`` then only names the outputs (default: ``ref``).
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ import logging
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
+
+import torch
 
 from voiceswap.cli import configure_logging
 import voiceswap.families  # noqa: F401  (registers the families)
@@ -43,7 +54,11 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp-dir", required=True, help="the trained experiment, exp/<tag>")
-    parser.add_argument("--target-spk", required=True, help="a speaker of the experiment's spk2id")
+    parser.add_argument("--target-spk", help="a speaker of the experiment's spk2id (with --target-ref: the name "
+                        "of the outputs' voice, default ref)")
+    parser.add_argument("--target-ref", action="append", default=[], metavar="WAV",
+                        help="any-to-any models: a recording of the target voice (a file, a directory or a wav.scp); "
+                        "repeat it for more")
     parser.add_argument("--dump-dir", default="dump", help="the features and statistics the model was trained on")
     parser.add_argument("--train-set", default="train")
     parser.add_argument("--vocoder-config", default="conf/vocoder/griffinlim.yaml")
@@ -84,6 +99,31 @@ def collect_inputs(inputs: List[str]) -> Dict[str, str]:
     return found
 
 
+def add_reference_recordings(converter: Converter, conditions: Optional[ConversionConditions],
+                             audio_features: AudioFeatures, name: str, references: List[str]) -> None:
+    """Make ``name`` a target of an any-to-any model from reference recordings (files, directories, wav.scp)."""
+    if not converter.any_to_any:
+        raise ConversionError(f"--target-ref: {converter.model.path} converts only to the speakers of its table "
+                              f"({' '.join(converter.model.spk2id)}); train a model with --set "
+                              "model.speaker_conditioning=reference (and data.reference_feats) for any-to-any "
+                              "conversion")
+    waveforms, features = [], []
+    for entry in collect_inputs(references).values():
+        waveform, note = read_any_audio(entry, audio_features.sample_rate)
+        if note:
+            logging.info("%s: %s", entry, note)
+        streams = audio_features(waveform)
+        if converter.reference_feats not in streams:
+            raise ConversionError(f"the model's references are {converter.reference_feats!r} features, which "
+                                  f"{audio_features.dump_dir} has no statistics for: run stages 2-3")
+        waveforms.append(waveform)
+        features.append(torch.from_numpy(streams[converter.reference_feats]))
+    converter.add_speaker(name, features)
+    if conditions is not None:
+        conditions.add_speaker_audio(name, waveforms)
+    logging.info("target voice '%s' from %d reference recording(s)", name, len(features))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     configure_logging(args.verbose)
@@ -94,11 +134,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         target = TargetFeatures.of(args.dump_dir, model.config["data"]["target_feats"], args.train_set)
         audio_features = AudioFeatures(args.dump_dir, args.train_set)
         converter = Converter(model, target, load_config(args.vocoder_config), args.vocoder_dir)
-        converter.speaker_id(args.target_spk)
         # data.cond_feats (Soft-VC's pitch): made from the recording, moved to the target's range.
         conditions = ConversionConditions.of(model, args.dump_dir, target.config, args.train_set)
+        if args.target_ref:
+            args.target_spk = args.target_spk or "ref"
+            add_reference_recordings(converter, conditions, audio_features, args.target_spk, args.target_ref)
+        elif args.target_spk is None:
+            raise ConversionError("give the target: --target-spk (a speaker of the model's table) or --target-ref "
+                                  "WAV... (recordings of the voice, for an any-to-any model)")
+        converter.target_of(args.target_spk)
     except (ConversionError, DataDirError, ExperimentError, CheckpointError, ConfigError, FeatureConfigError,
-            UnsupportedByFamily, ValueError) as error:
+            UnsupportedByFamily, AudioError, ValueError) as error:
         logging.error("%s", error)
         return 1
     out = Path(args.out_dir)

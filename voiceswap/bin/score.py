@@ -207,7 +207,7 @@ def asr_judges(args: argparse.Namespace) -> Dict[str, Any]:
 
 def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
     from voiceswap.eval.results import environment, experiment_report
-    from voiceswap.eval.summary import pair_scores, row_metrics, similarity_matrix
+    from voiceswap.eval.summary import pair_scores, row_metrics, rows_by_target, similarity_matrix
     from voiceswap.eval.units import code_metrics
 
     start = time.perf_counter()
@@ -220,7 +220,11 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
         speakers = [s for s, _ in sorted(spk2id.items(), key=lambda kv: kv[1])]
     notes = list(inputs.plan.notes)
     scores = pair_scores(inputs.plan, records, inputs.utt2spk, text, speakers)
-    rows = row_metrics(inputs.plan, scores, records, train_features(args, inputs))
+    features = train_features(args, inputs)
+    rows = row_metrics(inputs.plan, scores, records, features)
+    spk2id_path = inputs.exp / "spk2id"
+    by_target = rows_by_target(inputs.plan, scores, records, features,
+                               read_kaldi_map(spk2id_path) if spk2id_path.is_file() else {})
     units_dir = Path(args.units_dir) if args.units_dir else inputs.dump / "units" / inputs.tag
     codes = code_metrics(units_dir, Path(args.data_dir), inputs.dump, args.eval_set, args.train_set, args.feats,
                          args.unit_feats, inputs.feature_config, notes)
@@ -272,6 +276,8 @@ def run_summarize(args: argparse.Namespace, inputs: Inputs) -> int:
         "num_conversions": sum(p.row == "converted" for p in inputs.plan.pairs),
         "num_reconstructions": sum(p.row == "reconstruction" for p in inputs.plan.pairs),
         "rows": {name: rows[name] for name in ROWS if name in rows},
+        "rows_by_target": {group: {name: by_target[group][name] for name in ROWS if name in by_target[group]}
+                           for group in by_target},
         "codes": codes, "notes": notes, "costs_s": costs,
         "asr_judges": asr_judges(args) if "asr" in inputs.measures else None,
         "environment": environment(),

@@ -102,3 +102,26 @@ def hold_out_targets(splits: MutableMapping[str, List[U]], targets: Sequence[str
         splits["dev"] = sorted(splits["dev"] + held_dev, key=lambda u: u.utt.encode())  # type: ignore[attr-defined]
     logger.info("seen targets %s: %d utterance(s) each held out of train into eval, %d into dev",
                 " ".join(targets), args.num_target_ref_utts, args.num_target_dev_utts)
+
+
+def speaker_references(items: Sequence[Tuple[str, str, Optional[str]]],
+                       utt2spk: Mapping[str, str]) -> Tuple[Dict[str, List[str]], List[str]]:
+    """Each speaker's reference utterances in an eval set: those no conversion item uses as a source or a
+    parallel reference, so no output is judged against (or converted with) its own words.
+
+    ``items``: ``(source_utt, target_spk, reference_utt or None)``; the speakers are the items' targets
+    and sources. Returns ``{speaker: utterances}`` (byte order) and the speakers that have no utterance
+    outside the items, who get all of theirs instead. Stage 9's speaker centroids and stage 8's
+    references of any-to-any models are both these.
+    """
+    used = {source for source, _, _ in items} | {reference for _, _, reference in items if reference}
+    speakers = {target for _, target, _ in items} | {utt2spk[source] for source, _, _ in items if source in utt2spk}
+    references: Dict[str, List[str]] = {}
+    for utt, speaker in utt2spk.items():
+        if speaker in speakers and utt not in used:
+            references.setdefault(speaker, []).append(utt)
+    fallback = sorted(speakers - set(references), key=str.encode)
+    for utt, speaker in utt2spk.items():
+        if speaker in fallback:
+            references.setdefault(speaker, []).append(utt)
+    return {speaker: c_sorted(utts) for speaker, utts in references.items()}, fallback

@@ -20,6 +20,8 @@ from typing import Dict, List, Optional, Set
 
 import numpy as np
 
+from voiceswap.data.pairs import speaker_references
+
 ROWS = ("converted", "source", "oracle", "reconstruction")
 
 
@@ -133,16 +135,16 @@ def build_plan(items: List[Item], utt2spk: Dict[str, str], max_pairs: int = 0, a
 
     # Centroids: real eval speech of each speaker that is neither a source nor a reference of a pair,
     # so no output is scored against a centroid that contains its own source or reference sentence.
-    used = {item.source_utt for item in items} | {item.reference_utt for item in items if item.reference_utt}
-    speakers = {item.target_spk for item in items} | {item.source_spk for item in items}
-    centroid_utts = [u for u, s in utt2spk.items() if s in speakers and u not in used]
-    missing = speakers - {utt2spk[u] for u in centroid_utts}
+    # (Any-to-any models were conditioned on the same utterances in stage 8.)
+    references, missing = speaker_references(
+        [(item.source_utt, item.target_spk, item.reference_utt) for item in items],
+        {**utt2spk, **{item.source_utt: item.source_spk for item in items}})
     if missing:
         # Too few eval utterances: fall back to all of that speaker's eval speech (say so).
-        centroid_utts += [u for u, s in utt2spk.items() if s in missing]
         notes.append(f"speaker(s) {' '.join(sorted(missing))} have no eval utterance outside the pairs: "
                      "their centroids include the pair utterances")
-    plan = Plan(items=items, pairs=pairs, centroid_utts=sorted(set(centroid_utts), key=str.encode), notes=notes)
+    centroid_utts = sorted({utt for utts in references.values() for utt in utts}, key=str.encode)
+    plan = Plan(items=items, pairs=pairs, centroid_utts=centroid_utts, notes=notes)
 
     def need(unit: str, *what: str) -> None:
         plan.units.setdefault(unit, set()).update(m for m in what if m in measures)

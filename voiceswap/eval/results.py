@@ -111,6 +111,16 @@ def experiment_report(metrics: Mapping[str, Any]) -> str:
                f"target (floor); oracle: the parallel reference through {oracle_vocoder} (ceiling); "
                "reconstruction: each source decoded with its own speaker.\n")
     out.append(markdown_table(header, rows))
+    by_target = metrics.get("rows_by_target") or {}
+    if by_target:
+        out.append("\n## Seen and unseen targets\n")
+        out.append("The rows again for the pairs to targets the model was trained on (seen) and to the others "
+                   "(unseen: zero-shot, from reference utterances only). SpkAcc of unseen targets is not defined: "
+                   "the judge's classifier knows only the train speakers.\n")
+        out.append(markdown_table(["targets"] + header,
+                                  [[group, name] + [fmt(key, values.get(key)) for key, _, _, _ in present]
+                                   + [str(values["num_pairs"])]
+                                   for group, group_rows in by_target.items() for name, values in group_rows.items()]))
     codes = metrics.get("codes")
     if codes:
         keys = ["perplexity", "codes_used", "codebook_size", "phone_purity", "many_to_one_accuracy",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Collection, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -144,3 +144,32 @@ def similarity_matrix(scores: List[Dict[str, Any]]) -> Dict[str, Any]:
     speakers = sorted({k for pair in cells for k in pair}, key=str.encode)
     matrix = [[_mean(cells.get((a, b), [])) for b in speakers] for a in speakers]
     return {"speakers": speakers, "matrix": matrix}
+
+
+#: The groups of :func:`rows_by_target`: targets among the model's train speakers, and the others.
+TARGET_GROUPS = ("seen", "unseen")
+
+
+def rows_by_target(plan: Plan, scores: List[Dict[str, Any]], records: Mapping[str, Dict[str, Any]],
+                   train_features: Optional[np.ndarray],
+                   train_speakers: Collection[str]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """Every row's metrics again for the pairs to seen targets (the model's train speakers) and to unseen ones
+    (zero-shot conversion of an any-to-any model); ``{}`` when every target is seen.
+
+    Each pair's source and oracle rows go with its converted row. Speaker accuracy of unseen targets is
+    None: the judge's classifier knows only the train speakers.
+    """
+    seen = set(train_speakers)
+    if not any(s["row"] == "converted" and s["target_spk"] not in seen for s in scores):
+        return {}
+    groups = {"seen": [s for s in scores if s["target_spk"] in seen],
+              "unseen": [s for s in scores if s["target_spk"] not in seen]}
+    out = {}
+    for name, group in groups.items():
+        if not any(s["row"] == "converted" for s in group):
+            continue
+        out[name] = row_metrics(plan, group, records, train_features)
+        if name == "unseen":
+            for row in out[name].values():
+                row["spk_acc"] = None
+    return out
