@@ -148,7 +148,7 @@ def test_seen_and_unseen_targets_are_scored_apart():
     assert set(groups) == {"seen", "unseen"}
     assert groups["seen"]["converted"]["num_pairs"] == 2 and groups["unseen"]["converted"]["num_pairs"] == 2
     assert groups["seen"]["converted"]["spk_sim_target"] > 0.9 > groups["unseen"]["converted"]["spk_sim_target"]
-    assert groups["unseen"]["converted"]["spk_acc"] is None
+    assert groups["unseen"]["converted"]["spk_acc"] is None and groups["unseen"]["source"]["class_score"] is None
     assert rows_by_target(plan, [s for s in scores if s["target_spk"] != "z"], records, None, ["a", "b"]) == {}
 
 

@@ -115,8 +115,8 @@ def experiment_report(metrics: Mapping[str, Any]) -> str:
     if by_target:
         out.append("\n## Seen and unseen targets\n")
         out.append("The rows again for the pairs to targets the model was trained on (seen) and to the others "
-                   "(unseen: zero-shot, from reference utterances only). SpkAcc of unseen targets is not defined: "
-                   "the judge's classifier knows only the train speakers.\n")
+                   "(unseen: zero-shot, from reference utterances only). SpkAcc, CS and FS of unseen targets are "
+                   "not defined: the judge's classifier knows only the train speakers.\n")
         out.append(markdown_table(["targets"] + header,
                                   [[group, name] + [fmt(key, values.get(key)) for key, _, _, _ in present]
                                    + [str(values["num_pairs"])]
