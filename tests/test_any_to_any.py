@@ -95,12 +95,13 @@ def write_set(tmp_path: Path, lengths: dict) -> tuple:
     return scps, utt2spk, utts
 
 
-def test_each_item_gets_a_crop_of_another_utterance_of_its_speaker(tmp_path):
+def test_each_item_gets_a_crop_of_another_utterance_of_its_speaker(tmp_path, caplog):
     lengths = {"a-1": 50, "a-2": 300, "a-3": 60, "b-1": 40, "b-2": 45, "c-1": 30}
     scps, utt2spk, utts = write_set(tmp_path, lengths)
     reference = scps.pop("reference")
     dataset = FeatsDataset(scps, tmp_path / "utt2spk", make_spk2id(utt2spk), crop_frames=16,
                            reference_scp=reference, reference_frames=100)
+    assert "speaker(s) c have one utterance" in caplog.text
     chosen = set()
     for epoch in range(4):
         dataset.set_epoch(epoch)

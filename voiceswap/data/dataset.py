@@ -153,6 +153,10 @@ class FeatsDataset(Dataset):
             if missing:
                 raise DataDirError(f"speaker(s) {missing[:5]} have no utterance in {self.reference_scp}, so no "
                                    "reference: re-run stages 2-3")
+            alone = sorted(utt2spk[utts[0]] for utts in self._reference_utts.values() if len(utts) == 1)
+            if alone:
+                logger.warning("speaker(s) %s have one utterance in %s: it is its own reference (the words can leak "
+                               "into the speaker vector)", " ".join(alone[:5]), self.reference_scp)
 
     def _read_num_frames(self, name: str) -> List[int]:
         scp = Path(self.scp_paths[name])
