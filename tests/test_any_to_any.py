@@ -25,7 +25,7 @@ from voiceswap.eval.summary import pair_scores, rows_by_target
 from voiceswap.nets.softvc import AcousticModel
 from voiceswap.nets.speaker import ReferenceEncoder, ReferenceSpeakers
 from voiceswap.nets.vqvae import VQVAE
-from voiceswap.train.speakers import batch_speakers, references_vector, target_batch
+from voiceswap.train.speakers import batch_speakers, model_speaker_vector, target_batch
 
 
 def test_reference_encoder_ignores_padding():
@@ -72,11 +72,11 @@ def test_speaker_vector_of_references_is_their_mean_and_targets_batch():
                   speaker_conditioning="reference", reference_dim=6, reference_channels=8)
     references = [torch.randn(11, 6), torch.randn(17, 6)]
     expected = torch.stack([model.reference_encoder(r.unsqueeze(0))[0] for r in references]).mean(0)
-    torch.testing.assert_close(references_vector(model, references), expected)
+    torch.testing.assert_close(model_speaker_vector(model, references), expected)
     assert target_batch(3, torch.device("cpu")).tolist() == [3]
     assert target_batch(expected, torch.device("cpu")).shape == (1, 3)
     with pytest.raises(Exception, match="speaker_conditioning=reference"):
-        references_vector(VQVAE(in_dim=5, out_dim=6, hidden_dim=16, residual_dim=8), references)
+        model_speaker_vector(VQVAE(in_dim=5, out_dim=6, hidden_dim=16, residual_dim=8), references)
 
 
 def write_set(tmp_path: Path, lengths: dict) -> tuple:

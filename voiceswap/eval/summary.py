@@ -146,10 +146,6 @@ def similarity_matrix(scores: List[Dict[str, Any]]) -> Dict[str, Any]:
     return {"speakers": speakers, "matrix": matrix}
 
 
-#: The groups of :func:`rows_by_target`: targets among the model's train speakers, and the others.
-TARGET_GROUPS = ("seen", "unseen")
-
-
 def rows_by_target(plan: Plan, scores: List[Dict[str, Any]], records: Mapping[str, Dict[str, Any]],
                    train_features: Optional[np.ndarray],
                    train_speakers: Collection[str]) -> Dict[str, Dict[str, Dict[str, Any]]]:

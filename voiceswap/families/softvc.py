@@ -47,7 +47,7 @@ from voiceswap.nets.softvc import AcousticModel, SoftUnitHead, lengths_to_mask
 from voiceswap.train.jobs import PlanError
 from voiceswap.train.plan import Step
 from voiceswap.train.registry import Family, SingleLossFamily, UnsupportedByFamily, register_family
-from voiceswap.train.speakers import Target, batch_speakers, references_vector, target_batch
+from voiceswap.train.speakers import Target, batch_speakers, model_speaker_vector, target_batch
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -267,7 +267,7 @@ class SoftVCFamily(Family):
         return metrics
 
     def speaker_vector(self, references: Sequence[torch.Tensor]) -> torch.Tensor:
-        return references_vector(self.models["model"], references)
+        return model_speaker_vector(self.models["model"], references)
 
     @torch.no_grad()
     def convert(self, features: torch.Tensor, target_speaker: Target,

@@ -14,7 +14,7 @@ import torch
 from voiceswap.nets.vqvae import VQVAE
 from voiceswap.train.plan import Step
 from voiceswap.train.registry import SingleLossFamily, register_family
-from voiceswap.train.speakers import Target, batch_speakers, references_vector, target_batch
+from voiceswap.train.speakers import Target, batch_speakers, model_speaker_vector, target_batch
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -67,7 +67,7 @@ class VQVAEFamily(SingleLossFamily):
         return {"indices": output.indices[0], "vectors": output.quantized[0].T}
 
     def speaker_vector(self, references: Sequence[torch.Tensor]) -> torch.Tensor:
-        return references_vector(self.models["model"], references)
+        return model_speaker_vector(self.models["model"], references)
 
     @torch.no_grad()
     def convert(self, features: torch.Tensor, target_speaker: Target) -> torch.Tensor:

@@ -34,7 +34,7 @@ def target_batch(target: Target, device: torch.device) -> torch.Tensor:
     return torch.tensor([int(target)], dtype=torch.long, device=device)
 
 
-def references_vector(model: nn.Module, references: Sequence[torch.Tensor]) -> torch.Tensor:
+def model_speaker_vector(model: nn.Module, references: Sequence[torch.Tensor]) -> torch.Tensor:
     """The speaker vector ``(speaker_dim,)`` a reference-conditioned ``model`` gives the mean of reference
     utterances' features (each ``(T, D)``, normalised as ``data.reference_feats``)."""
     model = getattr(model, "module", model)
